@@ -1,0 +1,188 @@
+"""The Python entry point: `load(path_or_text) -> Spec`.
+
+Takes: a `.cnn` path or spec text, optionally a network name and parameter values.
+Returns: a `Spec` (parsed, imports resolved, elaborated, checked) whose side table
+answers every cost question. Raises `SpecError` for any user mistake.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from . import syntax as S
+from .check import Facts, ShapeTable
+from .diagnostics import SourceFile, Span, SpecError, did_you_mean, error
+from .elaborate import elaborate
+from .ir import Graph
+from .parse import parse
+
+
+class Spec:
+    """A checked network: the IR graph plus the facts of every node."""
+
+    def __init__(self, graph: Graph, table: ShapeTable, path: str | None = None):
+        self.graph = graph
+        self.table = table
+        self.path = path
+
+    # -- headline numbers
+    @property
+    def name(self) -> str:
+        return self.graph.name
+
+    @property
+    def input_shape(self) -> tuple[int, ...]:
+        return self.table[0].shape
+
+    @property
+    def output_shape(self) -> tuple[int, ...]:
+        return self.table[self.graph.outputs[0].node].shape
+
+    @property
+    def params(self) -> int:
+        """Every parameter the built module holds, auxiliary heads included."""
+        return sum(f.params for f in self.table.facts)
+
+    @property
+    def inference_params(self) -> int:
+        """Parameters used in eval mode: auxiliary heads left out."""
+        return sum(f.params for n, f in self._layers() if not n.training_only)
+
+    @property
+    def macs(self) -> int:
+        """Multiply-accumulates of one eval-mode forward pass of one image."""
+        return sum(f.macs for n, f in self._layers() if not n.training_only)
+
+    @property
+    def activation_bytes(self) -> int:
+        """Bytes of every layer output in one eval-mode forward pass of one image."""
+        size = self.graph.options.bytes_per_element
+        return size * sum(f.elements for n, f in self._layers() if not n.training_only)
+
+    @property
+    def recipe(self):
+        return self.graph.recipe
+
+    def facts(self, name: str) -> Facts:
+        """The checked facts of the layer called `name` (a dotted path)."""
+        for node in self.graph.nodes:
+            if node.name == name:
+                return self.table[node.id]
+        raise KeyError(f"{name!r}; did you mean {did_you_mean(name, self.layer_names)}")
+
+    @property
+    def layer_names(self) -> list[str]:
+        return [node.name for node in self.graph.nodes[1:]]
+
+    def _layers(self):
+        return ((n, self.table[n.id]) for n in self.graph.nodes[1:])
+
+    def summary(self):
+        from .summary import summarize
+
+        return summarize(self)
+
+    def __repr__(self) -> str:
+        return (f"<Spec {self.name}: {len(self.graph.nodes) - 1} layers, "
+                f"{self.params:,} params, {self.macs:,} MACs>")
+
+
+def load(source: str | os.PathLike, *, network: str | None = None, **params) -> Spec:
+    """Parse, elaborate and check a spec given as a path or as text."""
+    path, text = _read(source)
+    modules = _Modules()
+    try:
+        module = modules.load(text, path)
+        chosen = _choose_network(module, network, path)
+        graph, table = elaborate(chosen, modules.blocks, params)
+    except RecursionError:
+        raise error("E0002", "the spec nests too deeply to follow", Span(
+            SourceFile(path or "<string>", text), 1, 1, 1, 2),
+            help="flatten deeply nested expressions or blocks") from None
+    return Spec(graph, table, path)
+
+
+def _read(source) -> tuple[str | None, str]:
+    is_path = isinstance(source, os.PathLike) or (
+        isinstance(source, str) and "\n" not in source and "{" not in source
+        and (source.endswith(".cnn") or os.path.exists(source)))
+    if not is_path:
+        return None, str(source)
+    path = os.fspath(source)
+    try:
+        return path, Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise error("E0003", f"no such spec file: {path}", None) from None
+    except (OSError, UnicodeDecodeError) as problem:
+        raise error("E0003", f"cannot read {path}", None, label=str(problem)) from None
+
+
+def _choose_network(module: S.Module, wanted: str | None, path) -> S.Definition:
+    networks = {n.name: n for n in module.networks}
+    if wanted is not None:
+        if wanted not in networks:
+            raise error("E0213", f"no network `{wanted}` in {path or 'the spec'}", None,
+                        label="networks here: " + (", ".join(networks) or "none"),
+                        help=did_you_mean(wanted, networks))
+        return networks[wanted]
+    if len(networks) == 1:
+        return module.networks[0]
+    if not networks:
+        raise error("E0213", f"{path or 'the spec'} defines no network", None,
+                    label="it has only blocks" if module.blocks else "it is empty",
+                    help="add `network name { input 3x224x224 ... }`")
+    raise error("E0213", f"{path or 'the spec'} defines {len(networks)} networks", None,
+                label="choose one: " + ", ".join(networks),
+                help="pass network=NAME (CLI: --network NAME)")
+
+
+class _Modules:
+    """Parses a file and everything it imports, once each; collects the blocks."""
+
+    def __init__(self):
+        self.blocks: dict[str, S.Definition] = {}
+        self._done: dict[str, S.Module] = {}
+        self._stack: list[str] = []
+
+    def load(self, text: str, path: str | None) -> S.Module:
+        key = os.path.realpath(path) if path else "<string>"
+        self._stack.append(key)
+        module = parse(text, path or "<string>")
+        self._done[key] = module
+        base = Path(path).parent if path else Path.cwd()
+        for imported in module.imports:
+            self._import(imported, base)
+        for block in module.blocks:
+            self._define(block)
+        self._stack.pop()
+        return module
+
+    def _import(self, imported: S.Import, base: Path) -> None:
+        target = base / imported.path
+        key = os.path.realpath(target)
+        if key in self._stack:
+            raise error("E0210", f"`{imported.path}` imports itself in a cycle",
+                        imported.span, label=" -> ".join(
+                            Path(k).name for k in self._stack[self._stack.index(key):])
+                        + f" -> {Path(key).name}")
+        if key in self._done:
+            return
+        try:
+            text = target.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as problem:
+            raise error("E0210", f"cannot import `{imported.path}`", imported.span,
+                        label=f"looked for {target}: "
+                        + (problem.strerror or str(problem) if isinstance(
+                            problem, OSError) else "not UTF-8 text")) from None
+        self.load(text, str(target))
+
+    def _define(self, block: S.Definition) -> None:
+        earlier = self.blocks.get(block.name)
+        if earlier is not None and earlier is not block:
+            raise error("E0212", f"block `{block.name}` is defined twice", block.name_span,
+                        notes=(f"first defined at {earlier.name_span}",))
+        self.blocks[block.name] = block
+
+
+__all__ = ["Spec", "SpecError", "load"]

@@ -1,0 +1,367 @@
+"""Check stage: IR graph -> shaped IR (the side table every backend reads).
+
+Takes: an `ir.Graph`. Returns: `ShapeTable`, one `Facts` per node: output shape,
+parameters, MACs, activation bytes, receptive field and jump. One pure function
+per op kind, registered in `RULES`. Raises `SpecError` (codes E03xx) when a shape
+is impossible, with the arithmetic. Conventions are in docs/costs.md.
+
+`elaborate` asks the same table for shapes while it expands the spec (`in.c`,
+`shortcut auto`), so there is exactly one shape computation.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+from . import ops as O
+from .diagnostics import SpecError, error
+from .ir import Graph, Node
+
+
+@dataclass(frozen=True, slots=True)
+class Facts:
+    shape: tuple[int, ...]
+    params: int = 0
+    macs: int = 0
+    receptive_field: tuple[int, int] = (1, 1)
+    jump: tuple[int, int] = (1, 1)  # input pixels between neighbouring outputs
+
+    @property
+    def elements(self) -> int:
+        return math.prod(self.shape)
+
+
+class ShapeProblem(Exception):
+    """Raised by a rule; `ShapeTable` turns it into a located diagnostic."""
+
+    def __init__(self, code: str, message: str, label: str = "", help: str = ""):
+        super().__init__(message)
+        self.code, self.message, self.label, self.help = code, message, label, help
+
+
+def shape_text(shape: tuple[int, ...]) -> str:
+    return "x".join(map(str, shape))
+
+
+# ---------------------------------------------------------------- spatial arithmetic
+
+
+def _window(size: int, kernel: int, stride: int, padding: int, dilation: int, *,
+            ceil_mode: bool, sizes: str, axis: str) -> int:
+    """Output length of a sliding window, as PyTorch computes it, with our checks."""
+    span = dilation * (kernel - 1) + 1
+    padded = size + 2 * padding
+    formula = f"({size} - {span} + 2*{padding}) / {stride} + 1"
+    if padded < span:
+        raise ShapeProblem(
+            "E0302", f"the {span}x{span} window is larger than the padded input",
+            f"{formula} = {(padded - span) / stride + 1:g}",
+            f"the input {axis} is {size}; pad by {math.ceil((span - size) / 2)} "
+            "or remove a downsampling layer before this one")
+    if ceil_mode:
+        out = -(-(padded - span) // stride) + 1
+        if (out - 1) * stride >= size + padding:  # PyTorch: last window starts inside
+            out -= 1
+        return out
+    leftover = (padded - span) % stride
+    unseen = leftover - padding  # trailing input pixels no window covers
+    bad = (sizes == "exact" and leftover) or (
+        sizes == "strict" and unseen > max(0, stride - span))
+    if bad:
+        raise ShapeProblem("E0301", f"output {axis} is not a whole number",
+                           f"{formula} = {(padded - span) / stride + 1:g}",
+                           _fit_help(size, span, stride, padding, leftover))
+    return (padded - span) // stride + 1
+
+
+def _fit_help(size, span, stride, padding, leftover) -> str:
+    sizes = sorted({size + stride - leftover, size - leftover} - {0})
+    fits = " or ".join(str(s) for s in sizes if s >= span - 2 * padding)
+    help = f"the input must be {fits} for stride {stride} to fit"
+    pads = [p for p in range(padding + 1, padding + stride + 1)
+            if (size + 2 * p - span) % stride == 0]
+    if pads:
+        help += f" (or pad by {pads[0]})"
+    return help + "; `option sizes = floor` floors like PyTorch"
+
+
+def _spatial(ins: Facts, kernel, stride, padding, dilation, ceil_mode, sizes):
+    _, h, w = ins.shape
+    out_w = _window(w, kernel[1], stride[1], padding[1], dilation[1],
+                    ceil_mode=ceil_mode, sizes=sizes, axis="width")
+    out_h = _window(h, kernel[0], stride[0], padding[0], dilation[0],
+                    ceil_mode=ceil_mode, sizes=sizes, axis="height")
+    rf = tuple(r + (dil * (k - 1)) * j for r, k, dil, j in
+               zip(ins.receptive_field, kernel, dilation, ins.jump))
+    jump = (ins.jump[0] * stride[0], ins.jump[1] * stride[1])
+    return out_h, out_w, rf, jump
+
+
+def _needs_rank(ins: Facts, rank: int, what: str):
+    if len(ins.shape) == rank:
+        return
+    found = shape_text(ins.shape)
+    if rank == 3:
+        raise ShapeProblem("E0306", f"{what} needs a C x H x W input",
+                           f"found a flat vector of {found}",
+                           "spatial layers go before `flatten`")
+    raise ShapeProblem("E0306", f"{what} needs a flat vector", f"found {found}",
+                       "add `flatten` (or `avgpool global` then `flatten`) before it")
+
+
+def _global(ins: Facts) -> tuple[tuple[int, int], tuple[int, int]]:
+    """Receptive field and jump of something that sees the whole input."""
+    if len(ins.shape) != 3:
+        return ins.receptive_field, ins.jump
+    _, h, w = ins.shape
+    rf = (ins.receptive_field[0] + (h - 1) * ins.jump[0],
+          ins.receptive_field[1] + (w - 1) * ins.jump[1])
+    return rf, (ins.jump[0] * h, ins.jump[1] * w)
+
+
+# ---------------------------------------------------------------- rules per op
+
+Rule = Callable[[object, list[Facts], str], Facts]
+RULES: dict[type, Rule] = {}
+
+
+def rule(*kinds):
+    def register(function):
+        for kind in kinds:
+            RULES[kind] = function
+        return function
+    return register
+
+
+@rule(O.Input)
+def _input(op: O.Input, ins, sizes):
+    return Facts(op.shape)
+
+
+def _conv_shape(op, ins: Facts, in_channels, out_channels, groups, sizes) -> Facts:
+    padding = op.padding
+    if padding == "same":
+        if op.stride != (1, 1):
+            raise ShapeProblem("E0307", "`padding=same` needs stride 1",
+                               f"found stride {op.stride[0]}",
+                               "PyTorch refuses it too; pad by (kernel_size - 1) // 2")
+        padding = tuple((d * (k - 1)) // 2 for k, d in zip(op.kernel_size, op.dilation))
+        h, w = ins.shape[1:]
+        _, _, rf, jump = _spatial(ins, op.kernel_size, op.stride, padding, op.dilation,
+                                  False, "floor")
+    else:
+        h, w, rf, jump = _spatial(ins, op.kernel_size, op.stride, padding, op.dilation,
+                                  False, sizes)
+    taps = (in_channels // groups) * op.kernel_size[0] * op.kernel_size[1]
+    params = out_channels * taps + (out_channels if op.bias else 0)
+    return Facts((out_channels, h, w), params, out_channels * h * w * taps, rf, jump)
+
+
+@rule(O.Conv)
+def _conv(op: O.Conv, ins, sizes):
+    (x,) = ins
+    _needs_rank(x, 3, "conv")
+    if x.shape[0] % op.groups:
+        raise ShapeProblem("E0305", f"groups={op.groups} does not divide the "
+                           f"{x.shape[0]} input channels",
+                           f"{x.shape[0]} / {op.groups} = {x.shape[0] / op.groups:g}",
+                           "in_channels and out_channels must both be multiples of groups")
+    return _conv_shape(op, x, x.shape[0], op.out_channels, op.groups, sizes)
+
+
+@rule(O.DepthwiseConv)
+def _dwconv(op: O.DepthwiseConv, ins, sizes):
+    (x,) = ins
+    _needs_rank(x, 3, "dwconv")
+    c = x.shape[0]
+    return _conv_shape(op, x, c, c * op.channel_multiplier, c, sizes)
+
+
+@rule(O.MaxPool, O.AvgPool)
+def _pool(op, ins, sizes):
+    (x,) = ins
+    _needs_rank(x, 3, op.op)
+    stride = op.effective_stride
+    for k, p in zip(op.kernel_size, op.padding):
+        if p > k // 2:
+            raise ShapeProblem("E0308", f"{op.op} padding {p} is more than half the "
+                               f"kernel {k}", f"{p} > {k} // 2",
+                               "PyTorch allows padding of at most kernel_size // 2")
+    dilation = getattr(op, "dilation", (1, 1))
+    h, w, rf, jump = _spatial(x, op.kernel_size, stride, op.padding, dilation,
+                              op.ceil_mode, sizes)
+    return Facts((x.shape[0], h, w), 0, 0, rf, jump)
+
+
+@rule(O.AdaptivePool)
+def _adaptive(op: O.AdaptivePool, ins, sizes):
+    (x,) = ins
+    _needs_rank(x, 3, op.op)
+    c, h, w = x.shape
+    oh, ow = op.output_size
+    # Each output sees at most ceil(in / out) inputs (PyTorch's adaptive windows).
+    rf = (x.receptive_field[0] + (math.ceil(h / oh) - 1) * x.jump[0],
+          x.receptive_field[1] + (math.ceil(w / ow) - 1) * x.jump[1])
+    jump = (x.jump[0] * max(h // oh, 1), x.jump[1] * max(w // ow, 1))
+    return Facts((c, oh, ow), 0, 0, rf, jump)
+
+
+@rule(O.Linear)
+def _linear(op: O.Linear, ins, sizes):
+    (x,) = ins
+    _needs_rank(x, 1, "linear")
+    n = x.shape[0]
+    params = n * op.out_features + (op.out_features if op.bias else 0)
+    return Facts((op.out_features,), params, n * op.out_features,
+                 x.receptive_field, x.jump)
+
+
+@rule(O.Flatten)
+def _flatten(op, ins, sizes):
+    (x,) = ins
+    rf, jump = _global(x)
+    return Facts((x.elements,), 0, 0, rf, jump)
+
+
+@rule(O.BatchNorm)
+def _batchnorm(op: O.BatchNorm, ins, sizes):
+    (x,) = ins
+    if len(x.shape) not in (1, 3):
+        _needs_rank(x, 3, "batchnorm")
+    params = 2 * x.shape[0] if op.affine else 0
+    return Facts(x.shape, params, 0, x.receptive_field, x.jump)
+
+
+@rule(O.LocalResponseNorm)
+def _lrn(op, ins, sizes):
+    (x,) = ins
+    _needs_rank(x, 3, "lrn")
+    return Facts(x.shape, 0, 0, x.receptive_field, x.jump)
+
+
+@rule(O.Dropout, O.DropPath, O.Activation, O.LeakyReLU, O.ELU, O.Softmax)
+def _elementwise(op, ins, sizes):
+    (x,) = ins
+    return Facts(x.shape, 0, 0, x.receptive_field, x.jump)
+
+
+def _joined_field(ins: list[Facts]):
+    rf = (max(x.receptive_field[0] for x in ins), max(x.receptive_field[1] for x in ins))
+    jump = (max(x.jump[0] for x in ins), max(x.jump[1] for x in ins))
+    return rf, jump
+
+
+def _branch_list(ins: list[Facts]) -> str:
+    return ", ".join(shape_text(x.shape) for x in ins)
+
+
+@rule(O.Concat)
+def _concat(op, ins, sizes):
+    first = ins[0]
+    if any(len(x.shape) != len(first.shape) or x.shape[1:] != first.shape[1:]
+           for x in ins):
+        raise ShapeProblem("E0303", "concat branches differ in size",
+                           f"branch outputs are {_branch_list(ins)}",
+                           "concat joins along channels: every branch must keep the "
+                           "same height and width")
+    rf, jump = _joined_field(ins)
+    return Facts((sum(x.shape[0] for x in ins),) + first.shape[1:], 0, 0, rf, jump)
+
+
+@rule(O.Add, O.Mean)
+def _same_shape_join(op, ins, sizes):
+    first = ins[0]
+    if any(x.shape != first.shape for x in ins):
+        help = ("a residual whose body changes the shape needs a projection: "
+                "`shortcut auto { conv ... }`")
+        raise ShapeProblem("E0303", f"{op.op} needs inputs of one shape",
+                           f"found {_branch_list(ins)}", help)
+    rf, jump = _joined_field(ins)
+    return Facts(first.shape, 0, 0, rf, jump)
+
+
+@rule(O.Multiply)
+def _multiply(op, ins, sizes):
+    shape = ins[0].shape
+    for x in ins[1:]:
+        if len(x.shape) != len(shape) or any(a != b and 1 not in (a, b)
+                                             for a, b in zip(x.shape, shape)):
+            raise ShapeProblem("E0303", "multiply needs shapes that broadcast",
+                               f"found {_branch_list(ins)}",
+                               "a gate's output is C x 1 x 1 or the input's own shape")
+        shape = tuple(max(a, b) for a, b in zip(x.shape, shape))
+    rf, jump = _joined_field(ins)
+    return Facts(shape, 0, 0, rf, jump)
+
+
+# ---------------------------------------------------------------- the table
+
+
+class ShapeTable:
+    """Facts for every node of a graph, computed in id (topological) order.
+
+    Grows with the graph: `elaborate` may ask for a node while later nodes are
+    still being added. Assertions are checked as soon as their node is known.
+    """
+
+    def __init__(self, graph: Graph):
+        self.graph = graph
+        self.facts: list[Facts] = []
+        self._checked_assertions = 0
+
+    def __getitem__(self, node_id: int) -> Facts:
+        self.ensure(node_id)
+        return self.facts[node_id]
+
+    def ensure(self, node_id: int) -> None:
+        nodes = self.graph.nodes
+        sizes = self.graph.options.sizes
+        while len(self.facts) <= node_id:
+            node = nodes[len(self.facts)]
+            ins = [self.facts[i] for i in node.inputs]
+            try:
+                self.facts.append(RULES[type(node.op)](node.op, ins, sizes))
+            except ShapeProblem as problem:
+                raise _located(node, problem) from None
+        self.check_assertions()
+
+    def check_assertions(self) -> None:
+        assertions = self.graph.assertions
+        while (self._checked_assertions < len(assertions)
+               and assertions[self._checked_assertions].node < len(self.facts)):
+            assertion = assertions[self._checked_assertions]
+            self._checked_assertions += 1
+            found = self.facts[assertion.node].shape
+            if found != assertion.shape:
+                node = self.graph.nodes[assertion.node]
+                raise error("E0304", f"`{node.name}` is {shape_text(found)}, not "
+                            f"{shape_text(assertion.shape)}", assertion.span,
+                            label=f"the checker computes {shape_text(found)}",
+                            notes=_where(node))
+
+    def complete(self) -> "ShapeTable":
+        if self.graph.nodes:
+            self.ensure(len(self.graph.nodes) - 1)
+        self.check_assertions()
+        return self
+
+
+def _where(node: Node) -> tuple[str, ...]:
+    notes = [f"in `{node.name}`"]
+    for (path, block), call in zip(reversed(node.blocks), reversed(node.calls)):
+        notes.append(f"block `{block}` instantiated as `{path}` at {call}")
+    return tuple(notes)
+
+
+def _located(node: Node, problem: ShapeProblem) -> SpecError:
+    message = f"`{node.name}` {problem.message}" if problem.code in ("E0301",) \
+        else f"{problem.message} at `{node.name}`"
+    return error(problem.code, message, node.span, label=problem.label,
+                 help=problem.help, notes=_where(node)[1:])
+
+
+def check(graph: Graph) -> ShapeTable:
+    """Compute every node's facts and prove every asserted shape."""
+    return ShapeTable(graph).complete()

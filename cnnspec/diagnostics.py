@@ -1,0 +1,134 @@
+"""Source locations and user-facing diagnostics.
+
+Takes: source text registered as `SourceFile`s and spans pointing into them.
+Returns: `Diagnostic` records and `SpecError` (the one exception a bad spec raises),
+rendered as text in the style
+
+    error[E0301]: `conv1` output width is not a whole number
+      --> specs/alexnet.cnn:7:5
+       |
+     7 |     conv1: conv 96 k=11 s=4
+       |     ^^^^^^^^^^^^^^^^^^^^^^^ (227 - 11 + 2*0) / 4 + 1 = 54.25
+       = help: ...
+
+Nothing here prints or exits; only the CLI does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class SourceFile:
+    """One spec file's text, kept so diagnostics can quote the user's own line."""
+
+    __slots__ = ("name", "text", "_lines")
+
+    def __init__(self, name: str, text: str):
+        self.name = name
+        self.text = text
+        self._lines: list[str] | None = None
+
+    def line(self, number: int) -> str:
+        if self._lines is None:
+            self._lines = self.text.splitlines()
+        if 1 <= number <= len(self._lines):
+            return self._lines[number - 1]
+        return ""
+
+    @property
+    def line_count(self) -> int:
+        return self.text.count("\n") + 1
+
+
+@dataclass(frozen=True, slots=True)
+class Span:
+    """A region of a source file: 1-based line and column, end exclusive."""
+
+    source: SourceFile
+    line: int
+    column: int
+    end_line: int
+    end_column: int
+
+    @property
+    def file(self) -> str:
+        return self.source.name
+
+    def __str__(self) -> str:
+        return f"{self.source.name}:{self.line}:{self.column}"
+
+    def __repr__(self) -> str:
+        return f"Span({self})"
+
+
+@dataclass(frozen=True, slots=True)
+class Diagnostic:
+    """One user error: a code, where, what was found, what was needed, and why."""
+
+    code: str
+    message: str
+    span: Span | None
+    label: str = ""
+    help: str = ""
+    notes: tuple[str, ...] = field(default_factory=tuple)
+
+    def render(self) -> str:
+        lines = [f"error[{self.code}]: {self.message}"]
+        if self.span is not None:
+            lines.extend(_quote(self.span, self.label))
+        elif self.label:
+            lines.append(f"   = {self.label}")
+        lines.extend(f"   = note: {note}" for note in self.notes)
+        if self.help:
+            lines.append(f"   = help: {self.help}")
+        return "\n".join(lines)
+
+
+def _quote(span: Span, label: str) -> list[str]:
+    text = span.source.line(span.line).expandtabs(4)
+    number = str(span.line)
+    pad = " " * len(number)
+    start = max(span.column - 1, 0)
+    if span.end_line == span.line and span.end_column > span.column:
+        width = span.end_column - span.column
+    else:
+        width = max(len(text.rstrip()) - start, 1)
+    carets = " " * start + "^" * width
+    return [
+        f"{pad}--> {span}",
+        f"{pad} |",
+        f"{number} | {text}",
+        f"{pad} | {carets}{' ' + label if label else ''}",
+    ]
+
+
+class SpecError(Exception):
+    """A spec is wrong. Carries one or more diagnostics; `str()` renders them."""
+
+    def __init__(self, diagnostics: list[Diagnostic] | Diagnostic):
+        if isinstance(diagnostics, Diagnostic):
+            diagnostics = [diagnostics]
+        self.diagnostics = list(diagnostics)
+        super().__init__(self.render())
+
+    def render(self) -> str:
+        return "\n\n".join(d.render() for d in self.diagnostics)
+
+    @property
+    def code(self) -> str:
+        return self.diagnostics[0].code
+
+
+def error(code: str, message: str, span: Span | None, label: str = "", help: str = "",
+          notes: tuple[str, ...] = ()) -> SpecError:
+    """Build a one-diagnostic SpecError (callers `raise error(...)`)."""
+    return SpecError(Diagnostic(code, message, span, label, help, tuple(notes)))
+
+
+def did_you_mean(word: str, candidates) -> str:
+    """A help line naming the closest known word, or "" when nothing is close."""
+    import difflib
+
+    close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
+    return f"did you mean `{close[0]}`?" if close else ""

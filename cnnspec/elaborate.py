@@ -1,0 +1,557 @@
+"""Elaborate stage: syntax tree -> IR graph.
+
+Takes: the parsed network definition, every block it can call, and parameter
+overrides. Returns: an `ir.Graph` of primitive ops with deterministic dotted names,
+and the `ShapeTable` that was filled while building it.
+
+Blocks are instantiated, `repeat` and `* n` unrolled, expressions and conditionals
+evaluated, and structural constructs lowered to joins: `residual` -> add,
+`dense` -> concat with the input, `gate` -> multiply with the input, `aux` -> an
+extra training-only output. Naming follows nn.Sequential: a labelled entry takes its
+label, an unlabelled one its position in the enclosing scope; a block call, a
+labelled `{...}` and a labelled construct open a scope of their own.
+
+Shapes are asked of the checker's table as nodes are added (so `in.c` and
+`shortcut auto` work, and errors come in file order); no shape is computed here.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, replace
+
+from pydantic import ValidationError
+
+from . import ops as O
+from . import syntax as S
+from .check import ShapeTable
+from .diagnostics import Span, did_you_mean, error
+from .evaluate import Evaluator
+from .ir import Assertion, Graph, Options, Output
+from .recipe import LIST_ENTRIES, SCALAR_ENTRIES, Recipe
+
+MAX_NODES = 200_000
+MAX_REPEAT = 100_000
+MAX_BLOCK_DEPTH = 32
+_NAME = re.compile(r"[A-Za-z0-9_]+$")
+_JOINS = {"concat": O.Concat, "add": O.Add, "mean": O.Mean, "multiply": O.Multiply}
+
+
+class _Scope:
+    """A naming scope: its dotted path and the position of its next entry."""
+
+    __slots__ = ("path", "next_position")
+
+    def __init__(self, path: str):
+        self.path = path
+        self.next_position = 0
+
+    def place(self, label: str | None) -> str:
+        """The full name of the next entry: its label, or else its position."""
+        position = self.next_position
+        self.next_position += 1
+        local = label if label is not None else str(position)
+        return f"{self.path}.{local}" if self.path else local
+
+
+@dataclass(slots=True)
+class _Context:
+    env: dict
+    scope: _Scope
+    blocks: tuple[tuple[str, str], ...] = ()
+    calls: tuple[Span, ...] = ()
+    training_only: bool = False
+    in_network: bool = True
+
+
+def elaborate(network: S.Definition, blocks: dict[str, S.Definition],
+              overrides: dict | None = None) -> tuple[Graph, ShapeTable]:
+    return _Elaborator(blocks).network(network, overrides or {})
+
+
+class _Elaborator:
+    def __init__(self, blocks: dict[str, S.Definition]):
+        self.blocks = blocks
+        self.taken: dict[str, Span] = {}
+        self.graph: Graph | None = None
+        self.table: ShapeTable | None = None
+
+    # ------------------------------------------------------------ network
+
+    def network(self, net: S.Definition, overrides: dict) -> tuple[Graph, ShapeTable]:
+        env = self._bind_network_params(net, overrides)
+        top = [s for s in net.body if not isinstance(s, (S.OptionStatement,
+                                                         S.TrainStatement))]
+        options = self._options(net, env)
+        self.graph = Graph(net.name, dict(env), options, span=net.name_span)
+        self.graph.recipe = self._recipe(net, env)
+        self.table = ShapeTable(self.graph)
+        ctx = _Context(env, _Scope(""))
+        first = next((s for s in top if not isinstance(s, (S.LetStatement,))), None)
+        if not isinstance(first, S.InputStatement):
+            where = first.span if first is not None else net.name_span
+            raise error("E0214", f"network `{net.name}` must start with `input`", where,
+                        label="the first layer needs an input shape before it",
+                        help="add a line like `input 3x224x224` (C x H x W) at the top")
+        cur = -1
+        for statement in top:
+            if isinstance(statement, S.InputStatement):
+                if cur != -1:
+                    raise error("E0216", "a network has one `input`", statement.span)
+                cur = self._input(statement, ctx)
+            else:
+                cur = self.statement(statement, cur, ctx)
+        self.graph.outputs.insert(0, Output("main", cur))
+        self.table.complete()
+        return self.graph, self.table
+
+    def _bind_network_params(self, net: S.Definition, overrides: dict) -> dict:
+        names = [p.name for p in net.params]
+        for key in overrides:
+            if key not in names:
+                raise error("E0203", f"network `{net.name}` has no parameter `{key}`",
+                            net.name_span, label="its parameters are "
+                            + (", ".join(names) or "none"), help=did_you_mean(key, names))
+        env: dict = {}
+        for param in net.params:
+            if param.name in overrides:
+                env[param.name] = overrides[param.name]
+            elif param.default is None:
+                raise error("E0204", f"network parameter `{param.name}` has no value",
+                            param.span, help=f"give it a default: `{param.name} = ...`")
+            else:
+                env[param.name] = Evaluator(env, _no_input(param.span))(param.default)
+        return env
+
+    def _options(self, net: S.Definition, env: dict) -> Options:
+        values, spans = {}, {}
+        for statement in net.body:
+            if isinstance(statement, S.OptionStatement):
+                if statement.name not in Options.model_fields:
+                    raise error("E0215", f"unknown option `{statement.name}`",
+                                statement.span, label="options are "
+                                + ", ".join(Options.model_fields),
+                                help=did_you_mean(statement.name, Options.model_fields))
+                values[statement.name] = Evaluator(env, _no_input(statement.span))(
+                    statement.value)
+                spans[statement.name] = statement.span
+        try:
+            return Options(**values)
+        except ValidationError as problem:
+            raise _invalid("option", problem, spans, net.span) from None
+
+    def _recipe(self, net: S.Definition, env: dict) -> Recipe | None:
+        sections = [s for s in net.body if isinstance(s, S.TrainStatement)]
+        if not sections:
+            return None
+        values, spans = {}, {}
+        evaluate = Evaluator(env, _no_input(net.span))
+        for entry in (e for section in sections for e in section.entries):
+            spans[entry.key] = entry.span
+            parts = [_recipe_value(entry.key, value, evaluate) for value in entry.values]
+            values[entry.key] = parts if entry.key in LIST_ENTRIES else parts[0]
+        try:
+            return Recipe.model_validate(values)
+        except ValidationError as problem:
+            raise _invalid("train", problem, spans, sections[0].span) from None
+
+    def _input(self, statement: S.InputStatement, ctx: _Context) -> int:
+        dims = self._dims(statement.dims, ctx, -1)
+        if len(dims) not in (1, 3):
+            raise error("E0206", "the input is C x H x W (or a flat vector)",
+                        statement.span, label=f"found {len(dims)} dimensions")
+        op = O.Input(shape=dims)
+        self.taken["input"] = statement.span
+        return self.add("input", op, (), statement.span, ctx)
+
+    # ------------------------------------------------------------ statements
+
+    def sequence(self, statements, cur: int, ctx: _Context) -> int:
+        for statement in statements:
+            cur = self.statement(statement, cur, ctx)
+        return cur
+
+    def statement(self, statement, cur: int, ctx: _Context) -> int:
+        kind = type(statement)
+        if kind is S.LayerStatement:
+            return self.layer_statement(statement, cur, ctx)
+        if kind is S.LetStatement:
+            ctx.env[statement.name] = self.evaluator(ctx, cur)(statement.value)
+            return cur
+        if kind is S.IfStatement:
+            branch = statement.then if self._truth(statement.condition, cur, ctx) \
+                else statement.otherwise or ()
+            return self.sequence(branch, cur, ctx)
+        word = {S.InputStatement: "input", S.OptionStatement: "option",
+                S.TrainStatement: "train"}[kind]
+        raise error("E0216", f"`{word}` belongs at the top level of a network",
+                    statement.span, label="not allowed inside a block or a construct")
+
+    def layer_statement(self, statement: S.LayerStatement, cur: int, ctx: _Context) -> int:
+        label = self._label(statement.label, cur, ctx) if statement.label else None
+        items = statement.items
+        if label is not None and (len(items) > 1 or items[0].count is not None):
+            inner = self.child(ctx, label, statement.label.span)
+            for item in items:
+                cur = self.item(item, cur, inner, None, item.span)
+        else:
+            span = _head_span(statement)
+            for item in items:
+                cur = self.item(item, cur, ctx, label, span if len(items) == 1 else item.span)
+        if statement.expected is not None:
+            dims = self._dims(statement.expected, ctx, cur)
+            self.graph.assertions.append(Assertion(cur, dims, statement.expected_span))
+            self.table.check_assertions()
+        return cur
+
+    def item(self, item: S.Item, cur: int, ctx: _Context, label, span: Span) -> int:
+        if item.count is None:
+            return self.unit(item.unit, cur, ctx, label, span)
+        for _ in range(self._count(item.count, cur, ctx)):
+            cur = self.unit(item.unit, cur, ctx, None, item.unit.span)
+        return cur
+
+    def unit(self, unit, cur: int, ctx: _Context, label, span: Span) -> int:
+        kind = type(unit)
+        if kind is S.Call:
+            return self.call(unit, cur, ctx, label, span)
+        if kind is S.Group:
+            inner = self.child(ctx, label, unit.span) if label is not None else ctx
+            return self.sequence(unit.body, cur, inner)
+        return getattr(self, "construct_" + kind.__name__.lower())(unit, cur, ctx, label)
+
+    # ------------------------------------------------------------ calls
+
+    def call(self, call: S.Call, cur: int, ctx: _Context, label, span: Span) -> int:
+        block = self.blocks.get(call.name)
+        if block is not None:
+            return self.block_call(block, call, cur, ctx, label)
+        kind = O.LAYER_SYNONYMS.get(call.name, call.name)
+        model = O.LAYER_MODELS.get(kind)
+        if model is None:
+            known = set(O.LAYER_MODELS) | set(self.blocks)
+            raise error("E0202", f"unknown layer or block `{call.name}`", call.name_span,
+                        label="not a layer kind, nor a block defined or imported here",
+                        help=did_you_mean(call.name, known))
+        evaluate = self.evaluator(ctx, cur)
+        values = [(arg, evaluate(arg.value)) for arg in call.args]
+        op = _build_op(kind, model, call, values)
+        name = ctx.scope.place(label)
+        self.claim(name, span)
+        return self.add(name, op, (cur,), span, ctx)
+
+    def block_call(self, block: S.Definition, call: S.Call, cur: int, ctx: _Context,
+                   label) -> int:
+        if len(ctx.blocks) >= MAX_BLOCK_DEPTH:
+            chain = " -> ".join(name for _, name in ctx.blocks[-4:])
+            raise error("E0208", f"blocks call each other more than {MAX_BLOCK_DEPTH} "
+                        "deep", call.span, label=f"… {chain} -> {block.name}",
+                        help="a block that calls itself needs a condition that stops it")
+        env = self._bind_block_args(block, call, self.evaluator(ctx, cur), cur)
+        path = ctx.scope.place(label)
+        self.claim(path, call.span)
+        inner = _Context(env, _Scope(path), ctx.blocks + ((path, block.name),),
+                         ctx.calls + (call.span,), ctx.training_only, in_network=False)
+        return self.sequence(block.body, cur, inner)
+
+    def _bind_block_args(self, block: S.Definition, call: S.Call, evaluate, cur) -> dict:
+        names = [p.name for p in block.params]
+        given: dict = {}
+        positional = [a for a in call.args if a.name is None]
+        if len(positional) > len(names):
+            raise error("E0205", f"block `{block.name}` takes {len(names)} "
+                        f"argument{'s' if len(names) != 1 else ''}",
+                        positional[len(names)].span, label=f"{len(positional)} given",
+                        notes=(f"`{block.name}` is defined at {block.span}",))
+        for param, arg in zip(block.params, positional):
+            given[param.name] = evaluate(arg.value)
+        for arg in call.args:
+            if arg.name is None:
+                continue
+            if arg.name not in names:
+                raise error("E0203", f"block `{block.name}` has no parameter `{arg.name}`",
+                            arg.span, label="its parameters are " + (", ".join(names)
+                                                                    or "none"),
+                            help=did_you_mean(arg.name, names))
+            if arg.name in given:
+                raise error("E0203", f"`{arg.name}` is given twice", arg.span)
+            given[arg.name] = evaluate(arg.value)
+        env: dict = {}
+        for param in block.params:
+            if param.name in given:
+                env[param.name] = given[param.name]
+            elif param.default is not None:
+                env[param.name] = Evaluator(env, lambda: self.table[cur].shape)(
+                    param.default)
+            else:
+                raise error("E0204", f"block `{block.name}` needs `{param.name}`",
+                            call.span, notes=(f"`{block.name}` is defined at {block.span}",))
+        return env
+
+    # ------------------------------------------------------------ constructs
+
+    def construct_residual(self, unit: S.Residual, cur, ctx, label) -> int:
+        inner = self.child(ctx, label, unit.span) if label is not None else ctx
+        body = self.sequence(unit.body, cur, inner)
+        if unit.condition is not None and not self._truth(unit.condition, cur, ctx):
+            return body
+        shortcut = cur
+        spec = unit.shortcut
+        if spec is not None and (not spec.auto
+                                 or self.table[body].shape != self.table[cur].shape):
+            target = self.child(inner, spec.name, spec.span) if spec.name else inner
+            shortcut = self.sequence(spec.body, cur, target)
+        return self.join(O.Add(), (body, shortcut), inner, unit.span)
+
+    def construct_join(self, unit: S.Join, cur, ctx, label) -> int:
+        inner = self.child(ctx, label, unit.span) if label is not None else ctx
+        evaluate = self.evaluator(ctx, cur)
+        values = [(arg, evaluate(arg.value)) for arg in unit.args]
+        call = S.Call(unit.kind, unit.args, unit.span, unit.span)
+        op = _build_op(unit.kind, _JOINS[unit.kind], call, values)
+        outputs: list[int] = []
+        for statement in unit.body:
+            outputs.extend(self.branches(statement, cur, inner))
+        if not outputs:
+            raise error("E0217", f"`{unit.kind}` has no branches", unit.span,
+                        help="write one branch per line inside the braces")
+        return self.join(op, tuple(outputs), inner, unit.span)
+
+    def branches(self, statement, cur: int, ctx: _Context) -> list[int]:
+        """The outputs of one statement inside a join: `x * n` is n branches."""
+        if isinstance(statement, S.LetStatement):
+            self.statement(statement, cur, ctx)
+            return []
+        if isinstance(statement, S.IfStatement):
+            chosen = statement.then if self._truth(statement.condition, cur, ctx) \
+                else statement.otherwise or ()
+            return [out for s in chosen for out in self.branches(s, cur, ctx)]
+        if (isinstance(statement, S.LayerStatement) and len(statement.items) == 1
+                and statement.items[0].count is not None and statement.expected is None):
+            item = statement.items[0]
+            inner = ctx
+            if statement.label is not None:
+                inner = self.child(ctx, self._label(statement.label, cur, ctx),
+                                   statement.label.span)
+            return [self.unit(item.unit, cur, inner, None, item.unit.span)
+                    for _ in range(self._count(item.count, cur, ctx))]
+        return [self.statement(statement, cur, ctx)]
+
+    def construct_dense(self, unit: S.Dense, cur, ctx, label) -> int:
+        inner = self.child(ctx, label, unit.span) if label is not None else ctx
+        new = self.sequence(unit.body, cur, inner)
+        return self.join(O.Concat(), (cur, new), inner, unit.span)
+
+    def construct_gate(self, unit: S.Gate, cur, ctx, label) -> int:
+        inner = self.child(ctx, label, unit.span) if label is not None else ctx
+        gate = self.sequence(unit.body, cur, inner)
+        return self.join(O.Multiply(), (cur, gate), inner, unit.span)
+
+    def construct_aux(self, unit: S.Aux, cur, ctx, label) -> int:
+        evaluate = self.evaluator(ctx, cur)
+        weight = 1.0
+        for arg in unit.args:
+            if arg.name != "weight":
+                raise error("E0203", "`aux` takes only `weight=`", arg.span,
+                            help="the loss weight of this head, e.g. `aux weight=0.3`")
+            weight = evaluate(arg.value)
+            if isinstance(weight, bool) or not isinstance(weight, (int, float)) \
+                    or weight < 0:
+                raise error("E0206", "`weight` must be a number >= 0", arg.span)
+        if label is not None:
+            inner = replace(self.child(ctx, label, unit.span), training_only=True)
+            name = inner.scope.path
+        else:  # transparent: `aux { aux1: head() }` names the head `aux1`
+            inner = replace(ctx, training_only=True)
+            last = unit.body[-1] if unit.body else None
+            name = None
+            if isinstance(last, S.LayerStatement) and last.label is not None:
+                name = self._label(last.label, cur, ctx)
+            name = name or f"aux{len(self.graph.outputs) + 1}"
+        out = self.sequence(unit.body, cur, inner)
+        self.graph.outputs.append(Output(name, out, float(weight)))
+        return cur
+
+    def construct_repeat(self, unit: S.Repeat, cur, ctx, label) -> int:
+        inner = self.child(ctx, label, unit.span) if label is not None else ctx
+        count = self._count(unit.count, cur, ctx)
+        inner = replace(inner, env=dict(inner.env))
+        for index in range(count):
+            if unit.variable is not None:
+                inner.env[unit.variable] = index
+            cur = self.sequence(unit.body, cur, inner)
+        return cur
+
+    # ------------------------------------------------------------ graph building
+
+    def add(self, name: str, op, inputs: tuple[int, ...], span: Span, ctx: _Context) -> int:
+        if len(self.graph.nodes) >= MAX_NODES:
+            raise error("E0209", f"the network passes {MAX_NODES:,} layers", span,
+                        label="cnnspec stops here rather than run out of memory",
+                        help="check repeat counts and recursive blocks")
+        node = self.graph.add(name=name, op=op, inputs=inputs, span=span,
+                              blocks=ctx.blocks, calls=ctx.calls,
+                              training_only=ctx.training_only)
+        self.table.ensure(node.id)
+        return node.id
+
+    def join(self, op, inputs: tuple[int, ...], ctx: _Context, span: Span) -> int:
+        base = f"{ctx.scope.path}.{op.op}" if ctx.scope.path else op.op
+        name, suffix = base, 0
+        while name in self.taken:
+            suffix += 1
+            name = f"{base}_{suffix}"
+        self.taken[name] = span
+        return self.add(name, op, inputs, span, ctx)
+
+    def child(self, ctx: _Context, label: str, span: Span) -> _Context:
+        path = ctx.scope.place(label)
+        self.claim(path, span)
+        return replace(ctx, scope=_Scope(path))
+
+    def claim(self, name: str, span: Span) -> None:
+        earlier = self.taken.get(name)
+        if earlier is not None:
+            raise error("E0207", f"the name `{name}` is used twice", span,
+                        label="layer names become state-dict keys and must be unique",
+                        notes=(f"first used at {earlier}",))
+        self.taken[name] = span
+
+    # ------------------------------------------------------------ values
+
+    def evaluator(self, ctx: _Context, cur: int) -> Evaluator:
+        return Evaluator(ctx.env, lambda: self.table[cur].shape)
+
+    def _truth(self, expr: S.Expr, cur: int, ctx: _Context) -> bool:
+        value = self.evaluator(ctx, cur)(expr)
+        if not isinstance(value, bool):
+            raise error("E0206", "a condition must be true or false", expr.span,
+                        label=f"found {value!r}", help="compare it: `stride != 1`")
+        return value
+
+    def _count(self, expr: S.Expr, cur: int, ctx: _Context) -> int:
+        value = self.evaluator(ctx, cur)(expr)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise error("E0206", "a repeat count must be a whole number >= 0", expr.span,
+                        label=f"found {value!r}")
+        if value > MAX_REPEAT:
+            raise error("E0209", f"repeat count {value:,} is over {MAX_REPEAT:,}",
+                        expr.span, label="no real network repeats a block this often")
+        return value
+
+    def _label(self, label: S.Label, cur: int, ctx: _Context) -> str:
+        evaluate = self.evaluator(ctx, cur)
+        text = "".join(part if isinstance(part, str) else str(evaluate(part))
+                       for part in label.parts)
+        if not _NAME.match(text):
+            raise error("E0206", f"`{text}` is not a valid layer name", label.span,
+                        label="names use letters, digits and `_`")
+        return text
+
+    def _dims(self, dims, ctx: _Context, cur: int) -> tuple[int, ...]:
+        evaluate = self.evaluator(ctx, cur)
+        values = []
+        for dim in dims:
+            value = evaluate(dim)
+            if isinstance(value, float) and value.is_integer():
+                value = int(value)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise error("E0206", "a shape dimension must be a whole number >= 1",
+                            dim.span, label=f"found {value!r}")
+            values.append(value)
+        return tuple(values)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _no_input(span: Span):
+    def refuse():
+        raise error("E0211", "`in` means the input of a layer", span,
+                    label="there is no layer input here")
+    return refuse
+
+
+def _head_span(statement: S.LayerStatement) -> Span:
+    """The statement without its `-> shape`: label through last item."""
+    start = statement.label.span if statement.label else statement.items[0].span
+    end = statement.items[-1].span
+    return Span(start.source, start.line, start.column, end.end_line, end.end_column)
+
+
+def _build_op(kind: str, model, call: S.Call, values) -> object:
+    """Match evaluated call arguments to an op model's fields and validate."""
+    if kind in ("avgpool", "maxpool") and values and values[0][1] == "global":
+        if len(values) > 1:
+            raise error("E0205", f"`{kind} global` takes no other arguments",
+                        values[1][0].span)
+        return O.AdaptivePool(op=f"adaptive_{kind}", output_size=1)
+    fields: dict = {}
+    spans: dict = {}
+    position = 0
+    allowed = [f for f in model.model_fields if f != "op"]
+    for arg, value in values:
+        if arg.name is None:
+            if position >= len(model.POSITIONAL):
+                names = ", ".join(model.POSITIONAL) or "nothing"
+                raise error("E0205", f"too many positional arguments for `{kind}`",
+                            arg.span, label=f"`{kind}` takes {names} by position",
+                            help="name the others: " + ", ".join(
+                                f"{f}=" for f in allowed if f not in model.POSITIONAL))
+            field = model.POSITIONAL[position]
+            position += 1
+        else:
+            field = arg.name if arg.name in allowed else O.ALIASES.get(arg.name, arg.name)
+            if field not in allowed:
+                aliases = [a for a, f in O.ALIASES.items() if f in allowed]
+                raise error("E0203", f"`{kind}` has no argument `{arg.name}`", arg.span,
+                            label="it takes " + (", ".join(allowed) or "no arguments"),
+                            help=did_you_mean(arg.name, allowed + aliases))
+        if field in fields:
+            raise error("E0203", f"`{field}` is given twice", arg.span)
+        fields[field] = value
+        spans[field] = arg.span
+    if model.model_fields["op"].is_required():
+        fields["op"] = kind
+    try:
+        return model(**fields)
+    except ValidationError as problem:
+        raise _invalid(kind, problem, spans, call.span) from None
+
+
+def _invalid(what: str, problem: ValidationError, spans: dict, fallback: Span):
+    """The first Pydantic complaint as a diagnostic at the argument it is about."""
+    first = problem.errors()[0]
+    field = str(first["loc"][0]) if first["loc"] else ""
+    span = spans.get(field, fallback)
+    if first["type"] == "missing":
+        return error("E0204", f"`{what}` needs `{field}`", fallback,
+                     label=f"`{field}` has no default")
+    message = first["msg"].removeprefix("Value error, ")
+    found = first.get("input")
+    shown = "" if isinstance(found, dict) else f"; found {found!r}"
+    subject = f"`{field}` of `{what}`" if field else f"`{what}`"
+    return error("E0206", f"{subject}: {message[:1].lower() + message[1:]}", span,
+                 label=f"{message}{shown}"[:120])
+
+
+def _recipe_value(key: str, value: S.TrainValue, evaluate: Evaluator):
+    """`sgd lr=0.01` -> {"kind": "sgd", "lr": 0.01}; `90` -> 90."""
+    args = value.args
+    if key in SCALAR_ENTRIES:
+        if len(args) != 1 or args[0].name is not None:
+            raise error("E0206", f"`{key}` takes one number", value.span)
+        return evaluate(args[0].value)
+    head = args[0]
+    if head.name is not None or not isinstance(head.value, S.Variable):
+        raise error("E0206", f"`{key}` starts with a kind, like `{key}: sgd lr=0.1`",
+                    head.span)
+    result: dict = {"kind": head.value.name}
+    extra = [a for a in args[1:] if a.name is None]
+    if extra:
+        result["size"] = evaluate(extra[0].value)
+    for arg in args[1:]:
+        if arg.name is not None:
+            result[arg.name] = evaluate(arg.value)
+    return result
+

@@ -1,0 +1,450 @@
+"""Parse stage: `.cnn` text -> `syntax.Module`.
+
+Takes: source text and a file name. Returns: a `syntax.Module` whose every node keeps
+its span. Raises `SpecError` (codes E00xx, E01xx) for unreadable, oversized, too
+deeply nested or syntactically wrong text. The grammar is `grammar/cnnspec.lark`
+(LALR, contextual lexer); the built parser is cached on disk between runs.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+from . import syntax as S
+from .diagnostics import SourceFile, Span, error
+
+MAX_SOURCE_BYTES = 1_000_000
+MAX_NESTING = 32
+
+# How parse errors name what was expected, in words.
+_TERMINAL_WORDS = {
+    "NAME": "a name", "CALLNAME": "a call", "INT": "a whole number", "FLOAT": "a number",
+    "STRING": "a quoted path", "_NL": "a new line", "_LBRACE_NAME": "`{`",
+    "COMPARE": "a comparison", "ELSE": "`else`", "SHORTCUT": "`shortcut`",
+    "$END": "the end of the file",
+}
+
+
+def grammar_path() -> Path:
+    """The grammar file: inside the installed package, else the repository's copy."""
+    packaged = Path(__file__).with_name("grammar") / "cnnspec.lark"
+    if packaged.exists():
+        return packaged
+    return Path(__file__).resolve().parent.parent / "grammar" / "cnnspec.lark"
+
+
+class _PostLexer:
+    """Drops newlines inside parentheses and refuses absurd nesting depth."""
+
+    always_accept = ("_NL",)
+
+    def process(self, stream):
+        depth = 0
+        parens = 0
+        for token in stream:
+            kind = token.type
+            if kind in ("LPAR", "LBRACE", "_LBRACE_NAME"):
+                depth += 1
+                parens += kind == "LPAR"
+                if depth > MAX_NESTING:
+                    raise _TooDeep(token)
+            elif kind in ("RPAR", "RBRACE"):
+                depth -= 1
+                parens -= kind == "RPAR"
+            elif kind == "_NL" and parens > 0:
+                continue
+            yield token
+
+
+class _TooDeep(Exception):
+    def __init__(self, token):
+        self.token = token
+
+
+@lru_cache(maxsize=1)
+def _parser():
+    from lark import Lark
+
+    cache_dir = Path(os.environ.get("XDG_CACHE_HOME", tempfile.gettempdir())) / "cnnspec"
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        cache = str(cache_dir / "parser.cache")
+    except OSError:
+        cache = False
+    return Lark(grammar_path().read_text(), parser="lalr", lexer="contextual",
+                propagate_positions=True, postlex=_PostLexer(), cache=cache,
+                maybe_placeholders=False)
+
+
+def parse(text: str, file: str = "<string>") -> S.Module:
+    """Parse one spec file's text into a syntax tree."""
+    source = SourceFile(file, text)
+    if len(text) > MAX_SOURCE_BYTES:
+        raise error("E0001", f"the spec is {len(text):,} characters long", None,
+                    label=f"cnnspec reads at most {MAX_SOURCE_BYTES:,} characters per file",
+                    help="split block definitions into files and `import` them")
+    from lark.exceptions import UnexpectedInput, VisitError
+
+    try:
+        tree = _parser().parse(text)
+    except _TooDeep as deep:
+        span = _token_span(source, deep.token)
+        raise error("E0002", f"brackets nest deeper than {MAX_NESTING} levels", span,
+                    label="this bracket is one too deep",
+                    help="write the inner part as a block or a `let`")
+    except UnexpectedInput as bad:
+        raise _syntax_error(source, bad) from None
+    try:
+        return _ToSyntax(source).transform(tree)
+    except VisitError as wrapped:  # a transformer method raised: re-raise the original
+        raise wrapped.orig_exc from None
+
+
+# ---------------------------------------------------------------- syntax errors
+
+
+def _syntax_error(source: SourceFile, bad):
+    from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedToken
+
+    line = getattr(bad, "line", None) or source.line_count
+    column = getattr(bad, "column", None) or 1
+    if isinstance(bad, UnexpectedEOF) or (isinstance(bad, UnexpectedToken)
+                                         and bad.token.type == "$END"):
+        line = source.line_count
+        column = len(source.line(line)) + 1
+        span = Span(source, line, column, line, column + 1)
+        expected = _expected_words(getattr(bad, "expected", None) or bad.accepts)
+        return error("E0103", "the file ends in the middle of a statement", span,
+                     label=f"expected {expected}",
+                     help="look for an unclosed `{` or `(` above")
+    if isinstance(bad, UnexpectedCharacters):
+        char = source.text[bad.pos_in_stream] if bad.pos_in_stream < len(source.text) else ""
+        span = Span(source, line, column, line, column + 1)
+        expected = _expected_words(bad.allowed or ())
+        if char == "{" and "_LBRACE_NAME" not in (bad.allowed or ()):
+            help = "a block's body opens after its name and arguments, `block name(args) {`"
+        else:
+            help = ""
+        return error("E0102", f"unexpected character `{char}`", span,
+                     label=f"expected {expected}" if expected else "", help=help)
+    assert isinstance(bad, UnexpectedToken)
+    token = bad.token
+    span = _token_span(source, token)
+    found = "a new line" if token.type == "_NL" else f"`{str(token).strip()}`"
+    expected = _expected_words(bad.accepts or bad.expected)
+    return error("E0101", f"unexpected {found}", span, label=f"expected {expected}",
+                 help=_syntax_help(token, bad.accepts or bad.expected))
+
+
+def _syntax_help(token, expected) -> str:
+    text = str(token).strip()
+    if text == "=" and "COLON" in expected:
+        return "a layer is named with a colon: `conv1: conv 64 k=3`"
+    if token.type == "STAR" or text == "x":
+        return "shapes are written with `x`, like `-> 64x56x56`; repeats with `* n`"
+    if token.type == "COLON":
+        return "only layers take a name (`name: layer`); is a newline missing before it?"
+    return ""
+
+
+def _expected_words(names) -> str:
+    words = []
+    for name in sorted(set(names)):
+        word = _TERMINAL_WORDS.get(name)
+        if word is None:
+            word = _literal_of(name)
+        if word and word not in words:
+            words.append(word)
+    if not words:
+        return "something else"
+    if len(words) > 8:
+        words = words[:8] + ["…"]
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _literal_of(terminal: str) -> str:
+    for term in _parser().terminals:
+        if term.name == terminal:
+            if term.pattern.type == "str":
+                return f"`{term.pattern.value}`"
+            return terminal.lower().strip("_")
+    return terminal.lower()
+
+
+def _token_span(source: SourceFile, token) -> Span:
+    line = token.line or 1
+    column = token.column or 1
+    text = str(token)
+    # ELSE/SHORTCUT tokens swallow the newlines before their keyword.
+    if token.type in ("ELSE", "SHORTCUT") and "\n" in text:
+        line += text.count("\n")
+        column = len(text) - len(text.rstrip().split()[-1]) - text.rfind("\n")
+    end_line = token.end_line or line
+    end_column = token.end_column or column + 1
+    if end_line != line:
+        end_line, end_column = line, column + max(len(text.strip()), 1)
+    return Span(source, line, column, end_line, end_column)
+
+
+# ---------------------------------------------------------------- tree -> syntax
+
+
+def _span(source: SourceFile, meta) -> Span:
+    return Span(source, meta.line, meta.column, meta.end_line, meta.end_column)
+
+
+class _ToSyntax:
+    """Turns the Lark tree into `syntax` dataclasses (bottom-up, iteratively safe)."""
+
+    def __init__(self, source: SourceFile):
+        from lark import Transformer, v_args
+
+        self.source = source
+        owner = self
+
+        @v_args(meta=True)
+        class Builder(Transformer):
+            def __default__(self, data, children, meta):
+                return getattr(owner, "rule_" + data)(children, meta)
+
+            def __default_token__(self, token):
+                return token
+
+        self._builder = Builder()
+
+    def transform(self, tree) -> S.Module:
+        return self._builder.transform(tree)
+
+    def span(self, meta) -> Span:
+        return _span(self.source, meta)
+
+    def tspan(self, token) -> Span:
+        return _token_span(self.source, token)
+
+    # -- top level
+    def rule_start(self, children, meta):
+        imports = tuple(c for c in children if isinstance(c, S.Import))
+        defs = [c for c in children if isinstance(c, S.Definition)]
+        return S.Module(self.source.name, imports,
+                        tuple(d for d in defs if d.kind == "block"),
+                        tuple(d for d in defs if d.kind == "network"))
+
+    def rule_import_stmt(self, children, meta):
+        return S.Import(str(children[0])[1:-1], self.span(meta))
+
+    def _definition(self, kind, children, meta):
+        name, rest = children[0], children[1:]
+        params = rest[0] if rest and isinstance(rest[0], tuple) and len(rest) == 2 else ()
+        body = rest[-1]
+        return S.Definition(kind, str(name), params, body.body, self.span(meta),
+                            self.tspan(name))
+
+    def rule_block_def(self, children, meta):
+        return self._definition("block", children, meta)
+
+    def rule_network_def(self, children, meta):
+        return self._definition("network", children, meta)
+
+    def rule_params(self, children, meta):
+        return tuple(children)
+
+    def rule_param(self, children, meta):
+        default = children[1] if len(children) > 1 else None
+        return S.Parameter(str(children[0]), default, self.span(meta))
+
+    def rule_body(self, children, meta):
+        return S.Group(tuple(children), self.span(meta))
+
+    # -- statements
+    def rule_input_stmt(self, children, meta):
+        return S.InputStatement(children[0], self.span(meta))
+
+    def rule_option_stmt(self, children, meta):
+        return S.OptionStatement(str(children[0]), children[1], self.span(meta))
+
+    def rule_let_stmt(self, children, meta):
+        return S.LetStatement(str(children[0]), children[1], self.span(meta))
+
+    def rule_if_stmt(self, children, meta):
+        condition, then = children[0], children[1].body
+        otherwise = None
+        if len(children) > 2:
+            branch = children[3]
+            otherwise = (branch,) if isinstance(branch, S.IfStatement) else branch.body
+        return S.IfStatement(condition, then, otherwise, self.span(meta))
+
+    def rule_train_stmt(self, children, meta):
+        return S.TrainStatement(tuple(children), self.span(meta))
+
+    def rule_train_entry(self, children, meta):
+        return S.TrainEntry(str(children[0]), tuple(children[1:]), self.span(meta))
+
+    def rule_train_value(self, children, meta):
+        return S.TrainValue(self._arguments(children), self.span(meta))
+
+    def rule_layer_stmt(self, children, meta):
+        label = children[0] if isinstance(children[0], S.Label) else None
+        items = tuple(c for c in children if isinstance(c, S.Item))
+        expected = expected_span = None
+        if isinstance(children[-1], tuple):
+            expected, expected_span = children[-1]
+        return S.LayerStatement(label, items, expected, expected_span, self.span(meta))
+
+    def rule_label(self, children, meta):
+        parts = tuple(str(c) if _is_token(c) else c for c in children)
+        return S.Label(parts, self.span(meta))
+
+    def rule_item(self, children, meta):
+        count = children[2] if len(children) == 3 else None
+        return S.Item(children[0], count, self.span(meta))
+
+    def rule_shape_assert(self, children, meta):
+        return (children[0], self.span(meta))
+
+    def rule_dims(self, children, meta):
+        return tuple(self._dim(c) for c in children)
+
+    def _dim(self, child):
+        if not _is_token(child):
+            return child
+        if child.type == "INT":
+            return S.Number(int(child), self.tspan(child))
+        return S.Variable(str(child), self.tspan(child))
+
+    # -- units
+    def rule_call(self, children, meta):
+        name = children[0]
+        return S.Call(str(name), self._arguments(children[1:]), self.span(meta),
+                      self.tspan(name))
+
+    def _arguments(self, children) -> tuple[S.Argument, ...]:
+        return tuple(c if isinstance(c, S.Argument) else S.Argument(None, c, c.span)
+                     for c in children)
+
+    def rule_kwarg(self, children, meta):
+        return S.Argument(str(children[0]), children[1], self.span(meta))
+
+    def rule_group(self, children, meta):
+        return children[0]
+
+    def rule_residual(self, children, meta):
+        condition = None if isinstance(children[0], S.Group) else children[0]
+        rest = children[1:] if condition is not None else children
+        body = rest[0].body
+        shortcut = rest[1] if len(rest) > 1 else None
+        return S.Residual(condition, body, shortcut, self.span(meta))
+
+    def rule_shortcut(self, children, meta):
+        name = None
+        auto = False
+        for child in children[1:-1]:
+            if child.type == "AUTO":
+                auto = True
+            else:
+                name = str(child)
+        return S.Shortcut(name, auto, children[-1].body, self.span(meta))
+
+    def rule_join(self, children, meta):
+        kind = str(children[0])
+        return S.Join(kind, self._arguments(children[1:-1]), children[-1].body,
+                      self.span(meta))
+
+    def rule_dense(self, children, meta):
+        return S.Dense(children[0].body, self.span(meta))
+
+    def rule_gate(self, children, meta):
+        return S.Gate(children[0].body, self.span(meta))
+
+    def rule_aux(self, children, meta):
+        return S.Aux(self._arguments(children[:-1]), children[-1].body, self.span(meta))
+
+    def rule_repeat(self, children, meta):
+        variable = str(children[1]) if len(children) == 3 else None
+        return S.Repeat(children[0], variable, children[-1].body, self.span(meta))
+
+    # -- expressions
+    def rule_int(self, children, meta):
+        token = children[0]
+        try:
+            value = int(token)
+        except ValueError:  # beyond Python's digit limit for int()
+            raise error("E0104", "this number has too many digits", self.tspan(token),
+                        label=f"{len(token):,} digits") from None
+        return S.Number(value, self.tspan(token))
+
+    def rule_float(self, children, meta):
+        value = float(children[0])
+        if value != value or value in (float("inf"), float("-inf")):
+            raise error("E0104", "this number is too large", self.tspan(children[0]),
+                        label="it does not fit a 64-bit float")
+        return S.Number(value, self.tspan(children[0]))
+
+    def rule_string(self, children, meta):
+        return S.String(str(children[0])[1:-1], self.span(meta))
+
+    def rule_var(self, children, meta):
+        return S.Variable(str(children[0]), self.span(meta))
+
+    def rule_const(self, children, meta):
+        return S.Constant(str(children[0]), self.span(meta))
+
+    def rule_input_attr(self, children, meta):
+        return S.InputAttribute(str(children[0]), self.span(meta))
+
+    def rule_func(self, children, meta):
+        return S.FunctionCall(str(children[0]), tuple(children[1:]), self.span(meta))
+
+    def rule_tuple(self, children, meta):
+        return S.TupleExpr(tuple(children), self.span(meta))
+
+    def rule_neg(self, children, meta):
+        return S.Unary("-", children[1], self.span(meta))
+
+    def rule_pos(self, children, meta):
+        return S.Unary("+", children[1], self.span(meta))
+
+    def rule_not_(self, children, meta):
+        return S.Unary("not", children[0], self.span(meta))
+
+    def rule_ternary(self, children, meta):
+        then, condition, otherwise = children
+        return S.Conditional(condition, then, otherwise, self.span(meta))
+
+    def _binary_chain(self, children, meta, operator=None):
+        result = children[0]
+        index = 1
+        while index < len(children):
+            if operator is None:
+                op, right = str(children[index]), children[index + 1]
+                index += 2
+            else:
+                op, right = operator, children[index]
+                index += 1
+            span = Span(self.source, result.span.line, result.span.column,
+                        right.span.end_line, right.span.end_column)
+            result = S.Binary(op, result, right, span)
+        return result
+
+    def rule_or_expr(self, children, meta):
+        return self._binary_chain(children, meta, "or")
+
+    def rule_and_expr(self, children, meta):
+        return self._binary_chain(children, meta, "and")
+
+    def rule_comparison(self, children, meta):
+        return self._binary_chain(children, meta)
+
+    def rule_sum(self, children, meta):
+        return self._binary_chain(children, meta)
+
+    def rule_product(self, children, meta):
+        return self._binary_chain(children, meta)
+
+
+def _is_token(value) -> bool:
+    from lark import Token
+
+    return isinstance(value, Token)

@@ -1,0 +1,105 @@
+"""Summary backend: shaped IR -> a table and JSON.
+
+Takes: a checked `Spec`. Returns: a `Summary` model (the `summary --json` schema of
+DESIGN.md, plus `inference_params` and per-layer `activation_bytes`), and a rich
+`Table` for the terminal. Every number comes from the checker's side table.
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+
+class LayerSummary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    op: str
+    output_shape: list[int]
+    params: int
+    macs: int
+    receptive_field: list[int]  # [height, width] in input pixels
+    activation_bytes: int
+    training_only: bool = False
+
+
+class Summary(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    name: str
+    input_shape: list[int]
+    output_shape: list[int]
+    params: int
+    trainable_params: int
+    inference_params: int
+    macs: int
+    activation_bytes: int
+    layers: list[LayerSummary]
+
+
+def summarize(spec) -> Summary:
+    size = spec.graph.options.bytes_per_element
+    layers = []
+    for node in spec.graph.nodes[1:]:
+        facts = spec.table[node.id]
+        layers.append(LayerSummary(
+            name=node.name, op=node.op.label(), output_shape=list(facts.shape),
+            params=facts.params, macs=facts.macs,
+            receptive_field=list(facts.receptive_field),
+            activation_bytes=facts.elements * size, training_only=node.training_only))
+    return Summary(name=spec.name, input_shape=list(spec.input_shape),
+                   output_shape=list(spec.output_shape), params=spec.params,
+                   trainable_params=spec.params, inference_params=spec.inference_params,
+                   macs=spec.macs, activation_bytes=spec.activation_bytes, layers=layers)
+
+
+def human(number: float, unit: str = "") -> str:
+    """1_234_567 -> '1.23 M'."""
+    for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):
+        if abs(number) >= factor:
+            return f"{number / factor:.2f} {prefix}{unit}"
+    return f"{number:g} {unit}".rstrip()
+
+
+def human_bytes(count: int) -> str:
+    for factor, prefix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
+        if count >= factor:
+            return f"{count / factor:.1f} {prefix}"
+    return f"{count} B"
+
+
+def table(summary: Summary):
+    """The summary as a rich Table (name, op, output shape, params, MACs, RF)."""
+    from rich.table import Table
+
+    grid = Table(title=f"{summary.name}  (input {_shape(summary.input_shape)})",
+                 title_justify="left", show_footer=True, header_style="bold",
+                 footer_style="bold")
+    grid.add_column("Layer", footer="Total")
+    grid.add_column("Op")
+    grid.add_column("Output", justify="right", footer=_shape(summary.output_shape))
+    grid.add_column("Params", justify="right", footer=f"{summary.params:,}")
+    grid.add_column("MACs", justify="right", footer=f"{summary.macs:,}")
+    grid.add_column("RF", justify="right")
+    for layer in summary.layers:
+        rf_h, rf_w = layer.receptive_field
+        grid.add_row(layer.name + (" (aux)" if layer.training_only else ""), layer.op,
+                     _shape(layer.output_shape), f"{layer.params:,}" if layer.params else "",
+                     f"{layer.macs:,}" if layer.macs else "",
+                     str(rf_h) if rf_h == rf_w else f"{rf_h}x{rf_w}",
+                     style="dim" if layer.training_only else None)
+    return grid
+
+
+def totals(summary: Summary) -> str:
+    """The lines printed under the table."""
+    lines = [f"Params:      {summary.params:,} ({human(summary.params)})"]
+    if summary.inference_params != summary.params:
+        lines.append(f"             {summary.inference_params:,} without auxiliary heads "
+                     "(eval mode)")
+    lines.append(f"MACs:        {summary.macs:,} ({human(summary.macs)}) per image")
+    lines.append(f"Activations: {human_bytes(summary.activation_bytes)} per image "
+                 "(every layer output, eval mode)")
+    return "\n".join(lines)
+
+
+def _shape(shape: list[int]) -> str:
+    return "x".join(map(str, shape))
