@@ -356,8 +356,8 @@ def _where(node: Node) -> tuple[str, ...]:
 
 
 def _located(node: Node, problem: ShapeProblem) -> SpecError:
-    message = f"`{node.name}` {problem.message}" if problem.code in ("E0301",) \
-        else f"{problem.message} at `{node.name}`"
+    message = f"`{node.name}` {problem.message}" if problem.code == "E0301" \
+        else f"{problem.message} at layer `{node.name}`"
     return error(problem.code, message, node.span, label=problem.label,
                  help=problem.help, notes=_where(node)[1:])
 

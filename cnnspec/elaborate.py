@@ -132,8 +132,11 @@ class _Elaborator:
                                 statement.span, label="options are "
                                 + ", ".join(Options.model_fields),
                                 help=did_you_mean(statement.name, Options.model_fields))
-                values[statement.name] = Evaluator(env, _no_input(statement.span))(
-                    statement.value)
+                value = statement.value
+                if isinstance(value, S.Variable) and value.name not in env:
+                    values[statement.name] = value.name  # a bare word: `sizes = floor`
+                else:
+                    values[statement.name] = Evaluator(env, _no_input(statement.span))(value)
                 spans[statement.name] = statement.span
         try:
             return Options(**values)
