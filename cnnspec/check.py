@@ -12,16 +12,14 @@ is impossible, with the arithmetic. Conventions are in docs/costs.md.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-from typing import Callable
+from typing import Callable, NamedTuple
 
 from . import ops as O
 from .diagnostics import SpecError, error
 from .ir import Graph, Node
 
 
-@dataclass(frozen=True, slots=True)
-class Facts:
+class Facts(NamedTuple):
     shape: tuple[int, ...]
     params: int = 0
     macs: int = 0

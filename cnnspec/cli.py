@@ -101,6 +101,7 @@ def _print_summary(spec, as_json: bool) -> None:
 
     from .summary import table, totals
 
-    console = Console(highlight=False)
+    # Piped output is not cut to 80 columns: a table nobody can read helps nobody.
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     console.print(table(summary))
     console.print(totals(summary))

@@ -16,7 +16,7 @@ Nothing here prints or exits; only the CLI does.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 
 class SourceFile:
@@ -41,8 +41,7 @@ class SourceFile:
         return self.text.count("\n") + 1
 
 
-@dataclass(frozen=True, slots=True)
-class Span:
+class Span(NamedTuple):
     """A region of a source file: 1-based line and column, end exclusive."""
 
     source: SourceFile
@@ -62,8 +61,7 @@ class Span:
         return f"Span({self})"
 
 
-@dataclass(frozen=True, slots=True)
-class Diagnostic:
+class Diagnostic(NamedTuple):
     """One user error: a code, where, what was found, what was needed, and why."""
 
     code: str
@@ -71,7 +69,7 @@ class Diagnostic:
     span: Span | None
     label: str = ""
     help: str = ""
-    notes: tuple[str, ...] = field(default_factory=tuple)
+    notes: tuple[str, ...] = ()
 
     def render(self) -> str:
         lines = [f"error[{self.code}]: {self.message}"]

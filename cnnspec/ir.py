@@ -7,8 +7,7 @@ every pass is one forward loop. No shapes live here; `check` computes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
@@ -16,8 +15,7 @@ from .diagnostics import Span
 from .ops import Op
 
 
-@dataclass(frozen=True, slots=True)
-class Node:
+class Node(NamedTuple):
     id: int
     name: str
     op: Op
@@ -31,8 +29,7 @@ class Node:
     training_only: bool = False
 
 
-@dataclass(frozen=True, slots=True)
-class Assertion:
+class Assertion(NamedTuple):
     """`-> 64x56x56` written after a statement: the node's shape must be this."""
 
     node: int
@@ -40,8 +37,7 @@ class Assertion:
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Output:
+class Output(NamedTuple):
     name: str  # "main" or the auxiliary head's name
     node: int
     weight: float = 1.0  # loss weight (GoogLeNet: 0.3 for each auxiliary head)
@@ -58,19 +54,22 @@ class Options(BaseModel):
     bytes_per_element: Literal[1, 2, 4, 8] = 4
 
 
-@dataclass(slots=True)
 class Graph:
-    name: str
-    params: dict[str, object]
-    options: Options
-    nodes: list[Node] = field(default_factory=list)
-    assertions: list[Assertion] = field(default_factory=list)
-    outputs: list[Output] = field(default_factory=list)
-    recipe: object | None = None  # recipe.Recipe when the spec has a `train` section
-    span: Span | None = None
+    """The elaborated network: nodes in topological order, plus what surrounds them."""
+
+    def __init__(self, name: str, params: dict[str, object], options: Options,
+                 span: Span | None = None):
+        self.name = name
+        self.params = params
+        self.options = options
+        self.span = span
+        self.nodes: list[Node] = []
+        self.assertions: list[Assertion] = []
+        self.outputs: list[Output] = []
+        self.recipe = None  # recipe.Recipe when the spec has a `train` section
 
     def add(self, **fields) -> Node:
-        node = Node(id=len(self.nodes), **fields)
+        node = Node(len(self.nodes), **fields)
         self.nodes.append(node)
         return node
 

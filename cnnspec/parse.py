@@ -3,7 +3,7 @@
 Takes: source text and a file name. Returns: a `syntax.Module` whose every node keeps
 its span. Raises `SpecError` (codes E00xx, E01xx) for unreadable, oversized, too
 deeply nested or syntactically wrong text. The grammar is `grammar/cnnspec.lark`
-(LALR, contextual lexer); the built parser is cached on disk between runs.
+(LALR, basic lexer); the built parser is cached on disk between runs.
 """
 
 from __future__ import annotations
@@ -37,15 +37,23 @@ def grammar_path() -> Path:
 
 
 class _PostLexer:
-    """Drops newlines inside parentheses and refuses absurd nesting depth."""
+    """Drops newlines inside parentheses, refuses absurd nesting depth, and lets `x`
+    be an ordinary name except between shape dimensions (`c x 56`)."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
+        from lark import Token
+
         depth = 0
         parens = 0
+        previous = None
         for token in stream:
             kind = token.type
+            if kind == "X" and previous not in ("INT", "NAME", "RPAR"):
+                token = Token.new_borrow_pos("NAME", token, token)
+                kind = "NAME"
+            previous = kind
             if kind in ("LPAR", "LBRACE", "_LBRACE_NAME"):
                 depth += 1
                 parens += kind == "LPAR"
@@ -74,7 +82,7 @@ def _parser():
         cache = str(cache_dir / "parser.cache")
     except OSError:
         cache = False
-    return Lark(grammar_path().read_text(), parser="lalr", lexer="contextual",
+    return Lark(grammar_path().read_text(), parser="lalr", lexer="basic",
                 propagate_positions=True, postlex=_PostLexer(), cache=cache,
                 maybe_placeholders=False)
 
@@ -197,7 +205,7 @@ def _span(source: SourceFile, meta) -> Span:
 
 
 class _ToSyntax:
-    """Turns the Lark tree into `syntax` dataclasses (bottom-up, iteratively safe)."""
+    """Turns the Lark tree into `syntax` named tuples, bottom-up."""
 
     def __init__(self, source: SourceFile):
         from lark import Transformer, v_args
@@ -237,9 +245,9 @@ class _ToSyntax:
 
     def _definition(self, kind, children, meta):
         name, rest = children[0], children[1:]
-        params = rest[0] if rest and isinstance(rest[0], tuple) and len(rest) == 2 else ()
+        params = rest[0] if len(rest) == 2 else ()
         body = rest[-1]
-        return S.Definition(kind, str(name), params, body.body, self.span(meta),
+        return S.Definition(kind, str(name), tuple(params), body.body, self.span(meta),
                             self.tspan(name))
 
     def rule_block_def(self, children, meta):
@@ -249,7 +257,7 @@ class _ToSyntax:
         return self._definition("network", children, meta)
 
     def rule_params(self, children, meta):
-        return tuple(children)
+        return list(children)
 
     def rule_param(self, children, meta):
         default = children[1] if len(children) > 1 else None
@@ -289,7 +297,7 @@ class _ToSyntax:
         label = children[0] if isinstance(children[0], S.Label) else None
         items = tuple(c for c in children if isinstance(c, S.Item))
         expected = expected_span = None
-        if isinstance(children[-1], tuple):
+        if isinstance(children[-1], list):
             expected, expected_span = children[-1]
         return S.LayerStatement(label, items, expected, expected_span, self.span(meta))
 
@@ -302,9 +310,13 @@ class _ToSyntax:
         return S.Item(children[0], count, self.span(meta))
 
     def rule_shape_assert(self, children, meta):
-        return (children[0], self.span(meta))
+        return [children[0], self.span(meta)]
 
     def rule_dims(self, children, meta):
+        if len(children) == 1 and _is_token(children[0]) and children[0].type == "DIMS":
+            token = children[0]
+            return tuple(S.Number(int(part), self.tspan(token))
+                         for part in str(token).split("x"))
         return tuple(self._dim(c) for c in children)
 
     def _dim(self, child):
@@ -410,7 +422,7 @@ class _ToSyntax:
         return S.Unary("not", children[0], self.span(meta))
 
     def rule_ternary(self, children, meta):
-        then, condition, otherwise = children
+        then, condition, _else, otherwise = children
         return S.Conditional(condition, then, otherwise, self.span(meta))
 
     def _binary_chain(self, children, meta, operator=None):

@@ -1,86 +1,75 @@
 """The syntax tree: what `parse` returns and `elaborate` reads.
 
-Plain frozen dataclasses, one per construct of the language (docs/language.md).
+Named tuples (cheap to define, so `cnnspec check` starts fast), one per construct of the language (docs/language.md).
 Every node keeps the `Span` of the text it came from, so any later stage can point
 a diagnostic at the user's own line.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Union
+from typing import NamedTuple, Union
 
 from .diagnostics import Span
 
 # ---------------------------------------------------------------- expressions
 
 
-@dataclass(frozen=True, slots=True)
-class Number:
+class Number(NamedTuple):
     value: int | float
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class String:
+class String(NamedTuple):
     value: str
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Constant:
+class Constant(NamedTuple):
     """`true`, `false`, `same`, `global`, `none`."""
 
     name: str
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Variable:
+class Variable(NamedTuple):
     name: str
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class InputAttribute:
+class InputAttribute(NamedTuple):
     """`in.c`, `in.h`, `in.w`: the shape of the value flowing into this statement."""
 
     attribute: str
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Unary:
+class Unary(NamedTuple):
     operator: str  # "-", "+", "not"
     operand: "Expr"
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Binary:
+class Binary(NamedTuple):
     operator: str  # + - * / // % == != < <= > >= and or
     left: "Expr"
     right: "Expr"
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Conditional:
+class Conditional(NamedTuple):
     condition: "Expr"
     then: "Expr"
     otherwise: "Expr"
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class FunctionCall:
+class FunctionCall(NamedTuple):
     name: str
     args: tuple["Expr", ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class TupleExpr:
+class TupleExpr(NamedTuple):
     items: tuple["Expr", ...]
     span: Span
 
@@ -91,8 +80,7 @@ Expr = Union[Number, String, Constant, Variable, InputAttribute, Unary, Binary,
 # ---------------------------------------------------------------- layer syntax
 
 
-@dataclass(frozen=True, slots=True)
-class Argument:
+class Argument(NamedTuple):
     """A call argument: positional when `name` is None."""
 
     name: str | None
@@ -100,8 +88,7 @@ class Argument:
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """`conv 64 k=3` or `basic(64, stride=2)`: a primitive op or a block."""
 
     name: str
@@ -110,24 +97,21 @@ class Call:
     name_span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Group:
+class Group(NamedTuple):
     """`{ a; b }`: a sequence."""
 
     body: tuple["Statement", ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Shortcut:
+class Shortcut(NamedTuple):
     name: str | None
     auto: bool
     body: tuple["Statement", ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Residual:
+class Residual(NamedTuple):
     """`residual [if cond] { body } [shortcut [name:] [auto] { projection }]`."""
 
     condition: Expr | None
@@ -136,8 +120,7 @@ class Residual:
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Join:
+class Join(NamedTuple):
     """`concat|add|mean|multiply [args] { branch; branch }`: each statement a branch."""
 
     kind: str
@@ -146,24 +129,21 @@ class Join:
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Dense:
+class Dense(NamedTuple):
     """`dense { body }`: concat of the input and the body's output (DenseNet)."""
 
     body: tuple["Statement", ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Gate:
+class Gate(NamedTuple):
     """`gate { body }`: the input times the body's output (squeeze-excitation)."""
 
     body: tuple["Statement", ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Aux:
+class Aux(NamedTuple):
     """`aux [weight=w] { head }`: a training-only output branching off here."""
 
     args: tuple[Argument, ...]
@@ -171,8 +151,7 @@ class Aux:
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Repeat:
+class Repeat(NamedTuple):
     """`repeat n [as i] { body }`."""
 
     count: Expr
@@ -184,8 +163,7 @@ class Repeat:
 Unit = Union[Call, Group, Residual, Join, Dense, Gate, Aux, Repeat]
 
 
-@dataclass(frozen=True, slots=True)
-class Item:
+class Item(NamedTuple):
     """One unit of a chain, optionally repeated: `basic(64) * 2`."""
 
     unit: Unit
@@ -193,16 +171,14 @@ class Item:
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Label:
+class Label(NamedTuple):
     """`conv1:` or a template `denselayer{i + 1}:` (strings and expressions)."""
 
     parts: tuple[str | Expr, ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class LayerStatement:
+class LayerStatement(NamedTuple):
     label: Label | None
     items: tuple[Item, ...]
     expected: tuple[Expr, ...] | None
@@ -210,51 +186,44 @@ class LayerStatement:
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class InputStatement:
+class InputStatement(NamedTuple):
     dims: tuple[Expr, ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class OptionStatement:
+class OptionStatement(NamedTuple):
     name: str
     value: Expr
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class LetStatement:
+class LetStatement(NamedTuple):
     name: str
     value: Expr
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class IfStatement:
+class IfStatement(NamedTuple):
     condition: Expr
     then: tuple["Statement", ...]
     otherwise: tuple["Statement", ...] | None
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class TrainValue:
+class TrainValue(NamedTuple):
     """One value in a recipe entry: `sgd lr=0.01 momentum=0.9`."""
 
     args: tuple[Argument, ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class TrainEntry:
+class TrainEntry(NamedTuple):
     key: str
     values: tuple[TrainValue, ...]
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class TrainStatement:
+class TrainStatement(NamedTuple):
     entries: tuple[TrainEntry, ...]
     span: Span
 
@@ -265,15 +234,13 @@ Statement = Union[LayerStatement, InputStatement, OptionStatement, LetStatement,
 # ---------------------------------------------------------------- top level
 
 
-@dataclass(frozen=True, slots=True)
-class Parameter:
+class Parameter(NamedTuple):
     name: str
     default: Expr | None
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Definition:
+class Definition(NamedTuple):
     """A `block` or a `network`: a name, parameters with defaults, a body."""
 
     kind: str  # "block" | "network"
@@ -284,14 +251,12 @@ class Definition:
     name_span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Import:
+class Import(NamedTuple):
     path: str
     span: Span
 
 
-@dataclass(frozen=True, slots=True)
-class Module:
+class Module(NamedTuple):
     """One parsed `.cnn` file."""
 
     file: str

@@ -91,15 +91,15 @@ def test_residual_auto_shortcut_projects_only_when_shapes_differ():
         residual { conv c k=3 s=s p=1 } shortcut proj: auto { conv c k=1 s=s }
     }
     network n { input 8x8x8
-        same: b(8)
+        keep: b(8)
         wider: b(16)
         smaller: b(16, s=2)
     }"""
     spec = cnnspec.load(text)
-    assert "same.proj.0" not in names(spec)
+    assert "keep.proj.0" not in names(spec)
     assert "wider.proj.0" in names(spec) and "smaller.proj.0" in names(spec)
     assert spec.output_shape == (16, 4, 4)
-    add = spec.graph.nodes[[n.name for n in spec.graph.nodes].index("same.add")]
+    add = spec.graph.nodes[[n.name for n in spec.graph.nodes].index("keep.add")]
     assert len(add.inputs) == 2 and add.inputs[1] == 0  # identity: the input itself
 
 
