@@ -41,6 +41,8 @@ def _parser() -> argparse.ArgumentParser:
     summary = spec_command("summary", "print each layer's shape, parameters, MACs and "
                            "receptive field")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    summary.add_argument("--depth", type=int, metavar="N",
+                         help="one row per block N levels deep (1: stem, stages, head)")
     return parser
 
 
@@ -88,12 +90,18 @@ def main(argv: list[str] | None = None) -> int:
         _report(problem, sys.stderr)
         return 1
     if args.command == "summary":
-        _print_summary(spec, as_json=args.json)
+        if args.depth is not None and args.depth < 1:
+            parser.error("--depth must be 1 or more")
+        _print_summary(spec, as_json=args.json, depth=args.depth)
     return 0
 
 
-def _print_summary(spec, as_json: bool) -> None:
+def _print_summary(spec, as_json: bool, depth: int | None) -> None:
     summary = spec.summary()
+    if depth is not None:
+        from .summary import collapse
+
+        summary = collapse(spec, summary, depth)
     if as_json:
         print(summary.model_dump_json(indent=2))
         return

@@ -51,6 +51,43 @@ def summarize(spec) -> Summary:
                    macs=spec.macs, activation_bytes=spec.activation_bytes, layers=layers)
 
 
+def collapse(spec, summary: Summary, depth: int) -> Summary:
+    """Merge layers deeper than `depth` dotted levels into one row per scope.
+
+    A merged row sums params and MACs, keeps the scope's last output shape and the
+    largest receptive field, and names the block it instantiates (`inception`,
+    `3x bottleneck`) as its op.
+    """
+    blocks = {path: block for node in spec.graph.nodes for path, block in node.blocks}
+    groups: dict[str, list[LayerSummary]] = {}
+    for layer in summary.layers:
+        groups.setdefault(".".join(layer.name.split(".")[:depth]), []).append(layer)
+    rows = []
+    for key, members in groups.items():
+        if len(members) == 1 and members[0].name == key:
+            rows.append(members[0])
+            continue
+        last = members[-1]
+        rows.append(LayerSummary(
+            name=key, op=_scope_label(key, blocks), output_shape=last.output_shape,
+            params=sum(m.params for m in members), macs=sum(m.macs for m in members),
+            receptive_field=[max(m.receptive_field[0] for m in members),
+                             max(m.receptive_field[1] for m in members)],
+            activation_bytes=sum(m.activation_bytes for m in members),
+            training_only=all(m.training_only for m in members)))
+    return summary.model_copy(update={"layers": rows})
+
+
+def _scope_label(path: str, blocks: dict[str, str]) -> str:
+    if path in blocks:
+        return blocks[path]
+    children = [block for child, block in blocks.items()
+                if child.rsplit(".", 1)[0] == path]
+    if children and len(set(children)) == 1:
+        return f"{len(children)}x {children[0]}"
+    return "group"
+
+
 def human(number: float, unit: str = "") -> str:
     """1_234_567 -> '1.23 M'."""
     for factor, prefix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "k")):

@@ -1,0 +1,60 @@
+"""The `cnnspec` command line: summary output, JSON, depth, parameters, exit codes."""
+
+import json
+import subprocess
+import sys
+
+from conftest import SPECS
+
+
+def cnnspec(*args):
+    return subprocess.run([sys.executable, "-m", "cnnspec", *map(str, args)],
+                          capture_output=True, text=True, timeout=60)
+
+
+def test_summary_table_lists_layers_and_totals():
+    run = cnnspec("summary", SPECS / "resnet18.cnn")
+    assert run.returncode == 0, run.stderr
+    assert "layer2.0.downsample.0" in run.stdout
+    assert "11,689,512" in run.stdout
+    assert "1,814,073,344" in run.stdout  # torchvision: 1.81 GFLOPS
+
+
+def test_summary_json_is_the_documented_schema():
+    run = cnnspec("summary", SPECS / "googlenet.cnn", "--json")
+    data = json.loads(run.stdout)
+    assert data["name"] == "googlenet"
+    assert data["input_shape"] == [3, 224, 224] and data["output_shape"] == [1000]
+    assert data["params"] == 13_004_888 and data["inference_params"] == 6_624_904
+    first = data["layers"][0]
+    assert set(first) >= {"name", "op", "output_shape", "params", "macs",
+                          "receptive_field"}
+
+
+def test_set_overrides_network_parameters():
+    run = cnnspec("summary", SPECS / "googlenet.cnn", "--json", "--set", "aux_logits=false",
+                  "--set", "classes=10")
+    data = json.loads(run.stdout)
+    assert data["output_shape"] == [10]
+    assert not any(layer["training_only"] for layer in data["layers"])
+
+
+def test_depth_collapses_blocks():
+    run = cnnspec("summary", SPECS / "googlenet.cnn", "--depth", "1")
+    lines = [line for line in run.stdout.splitlines() if "inception4a" in line]
+    assert len(lines) == 1 and "inception " in lines[0] and "512x14x14" in lines[0]
+
+
+def test_usage_errors_exit_2_and_help_works():
+    assert cnnspec("summary").returncode == 2
+    assert cnnspec("summary", SPECS / "resnet18.cnn", "--set", "oops").returncode == 2
+    assert cnnspec("frobnicate", "x.cnn").returncode == 2
+    help_run = cnnspec("--help")
+    assert help_run.returncode == 0 and "summary" in help_run.stdout
+    assert cnnspec("--version").stdout.startswith("cnnspec ")
+
+
+def test_unknown_parameter_is_a_spec_error():
+    run = cnnspec("check", SPECS / "resnet18.cnn", "--set", "clases=10")
+    assert run.returncode == 1
+    assert "did you mean `classes`?" in run.stderr
