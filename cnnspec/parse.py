@@ -122,6 +122,8 @@ def _syntax_error(source: SourceFile, bad):
     if isinstance(bad, UnexpectedEOF) or (isinstance(bad, UnexpectedToken)
                                          and bad.token.type == "$END"):
         line = source.line_count
+        while line > 1 and not source.line(line).strip():
+            line -= 1
         column = len(source.line(line)) + 1
         span = Span(source, line, column, line, column + 1)
         expected = _expected_words(getattr(bad, "expected", None) or bad.accepts)
@@ -131,17 +133,14 @@ def _syntax_error(source: SourceFile, bad):
     if isinstance(bad, UnexpectedCharacters):
         char = source.text[bad.pos_in_stream] if bad.pos_in_stream < len(source.text) else ""
         span = Span(source, line, column, line, column + 1)
-        expected = _expected_words(bad.allowed or ())
-        if char == "{" and "_LBRACE_NAME" not in (bad.allowed or ()):
-            help = "a block's body opens after its name and arguments, `block name(args) {`"
-        else:
-            help = ""
-        return error("E0102", f"unexpected character `{char}`", span,
-                     label=f"expected {expected}" if expected else "", help=help)
+        shown = char if char.isprintable() else repr(char)
+        return error("E0102", f"unexpected character `{shown}`", span,
+                     label="no word of the .cnn language starts with it",
+                     help="comments start with `#`; names use letters, digits and `_`")
     assert isinstance(bad, UnexpectedToken)
     token = bad.token
     span = _token_span(source, token)
-    found = "a new line" if token.type == "_NL" else f"`{str(token).strip()}`"
+    found = "end of line" if token.type == "_NL" else f"`{str(token).strip()}`"
     expected = _expected_words(bad.accepts or bad.expected)
     return error("E0101", f"unexpected {found}", span, label=f"expected {expected}",
                  help=_syntax_help(token, bad.accepts or bad.expected))
@@ -158,18 +157,31 @@ def _syntax_help(token, expected) -> str:
     return ""
 
 
+# Families of tokens named as one thing in "expected ..." lists.
+_FAMILIES = (
+    ("a layer or statement", {"RESIDUAL", "CONCAT", "ADD", "MEAN", "MULTIPLY", "DENSE",
+                              "GATE", "AUX", "REPEAT", "INPUT", "OPTION", "LET", "IF",
+                              "TRAIN", "LBRACE", "NAME", "CALLNAME"}),
+    ("a value", {"INT", "FLOAT", "STRING", "NAME", "CALLNAME", "LPAR", "MINUS", "PLUS",
+                 "NOT", "IN", "TRUE", "FALSE", "SAME", "GLOBAL", "NONE", "DIMS"}),
+    ("an operator", {"STAR", "SLASH", "DSLASH", "PERCENT", "PLUS", "MINUS", "COMPARE",
+                     "AND", "OR", "IF"}),
+)
+
+
 def _expected_words(names) -> str:
+    names = {"LBRACE" if n == "_LBRACE_NAME" else n for n in names}
     words = []
-    for name in sorted(set(names)):
-        word = _TERMINAL_WORDS.get(name)
-        if word is None:
-            word = _literal_of(name)
+    for word, family in _FAMILIES:
+        if len(names & family) >= 3:
+            words.append(word)
+            names -= family
+    for name in sorted(names):
+        word = _TERMINAL_WORDS.get(name) or _literal_of(name)
         if word and word not in words:
             words.append(word)
     if not words:
         return "something else"
-    if len(words) > 8:
-        words = words[:8] + ["…"]
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
