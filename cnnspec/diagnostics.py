@@ -73,13 +73,15 @@ class Diagnostic(NamedTuple):
 
     def render(self) -> str:
         lines = [f"error[{self.code}]: {self.message}"]
+        pad = " "
         if self.span is not None:
+            pad = " " * len(str(self.span.line))
             lines.extend(_quote(self.span, self.label))
         elif self.label:
-            lines.append(f"   = {self.label}")
-        lines.extend(f"   = note: {note}" for note in self.notes)
+            lines.append(f"{pad} = {self.label}")
+        lines.extend(f"{pad} = note: {note}" for note in self.notes)
         if self.help:
-            lines.append(f"   = help: {self.help}")
+            lines.append(f"{pad} = help: {self.help}")
         return "\n".join(lines)
 
 

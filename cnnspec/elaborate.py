@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
+from functools import lru_cache
 
 from pydantic import ValidationError
 
@@ -30,7 +31,7 @@ from .evaluate import Evaluator
 from .ir import Assertion, Graph, Options, Output
 from .recipe import LIST_ENTRIES, SCALAR_ENTRIES, Recipe
 
-MAX_NODES = 200_000
+MAX_NODES = 50_000  # 7x the IR of a 2000-layer ResNet; stops exponential recursion fast
 MAX_REPEAT = 100_000
 MAX_BLOCK_DEPTH = 32
 _NAME = re.compile(r"[A-Za-z0-9_]+$")
@@ -73,6 +74,7 @@ class _Elaborator:
     def __init__(self, blocks: dict[str, S.Definition]):
         self.blocks = blocks
         self.taken: dict[str, Span] = {}
+        self.join_counts: dict[str, int] = {}
         self.graph: Graph | None = None
         self.table: ShapeTable | None = None
 
@@ -400,10 +402,11 @@ class _Elaborator:
 
     def join(self, op, inputs: tuple[int, ...], ctx: _Context, span: Span) -> int:
         base = f"{ctx.scope.path}.{op.op}" if ctx.scope.path else op.op
-        name, suffix = base, 0
-        while name in self.taken:
+        name, suffix = base, self.join_counts.get(base, 0)
+        while name in self.taken:  # `add`, `add_1`, `add_2`, ... within one scope
             suffix += 1
             name = f"{base}_{suffix}"
+        self.join_counts[base] = suffix
         self.taken[name] = span
         return self.add(name, op, inputs, span, ctx)
 
@@ -492,7 +495,7 @@ def _build_op(kind: str, model, call: S.Call, values) -> object:
     fields: dict = {}
     spans: dict = {}
     position = 0
-    allowed = [f for f in model.model_fields if f != "op"]
+    allowed, kind_is_a_field = _signature(model)
     for arg, value in values:
         if arg.name is None:
             if position >= len(model.POSITIONAL):
@@ -514,12 +517,19 @@ def _build_op(kind: str, model, call: S.Call, values) -> object:
             raise error("E0203", f"`{field}` is given twice", arg.span)
         fields[field] = value
         spans[field] = arg.span
-    if model.model_fields["op"].is_required():
+    if kind_is_a_field:  # one model for several kinds (relu, tanh, ...)
         fields["op"] = kind
     try:
         return model(**fields)
     except ValidationError as problem:
         raise _invalid(kind, problem, spans, call.span) from None
+
+
+@lru_cache(maxsize=None)
+def _signature(model) -> tuple[list[str], bool]:
+    """An op model's argument names, and whether the call's name fills its `op`."""
+    fields = model.model_fields
+    return [f for f in fields if f != "op"], fields["op"].is_required()
 
 
 def _invalid(what: str, problem: ValidationError, spans: dict, fallback: Span):
