@@ -114,8 +114,13 @@ def _read(source) -> tuple[str | None, str]:
         return path, Path(path).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise error("E0003", f"no such spec file: {path}", None) from None
-    except (OSError, UnicodeDecodeError) as problem:
-        raise error("E0003", f"cannot read {path}", None, label=str(problem)) from None
+    except UnicodeDecodeError as problem:
+        raise error("E0003", f"cannot read {path}", None,
+                    label=f"byte {problem.start} is not UTF-8 text",
+                    help="save the spec as UTF-8") from None
+    except OSError as problem:
+        raise error("E0003", f"cannot read {path}", None,
+                    label=problem.strerror or type(problem).__name__) from None
 
 
 def _choose_network(module: S.Module, wanted: str | None, path) -> S.Definition:

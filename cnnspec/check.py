@@ -47,14 +47,14 @@ def shape_text(shape: tuple[int, ...]) -> str:
 
 
 def _window(size: int, kernel: int, stride: int, padding: int, dilation: int, *,
-            ceil_mode: bool, sizes: str, axis: str) -> int:
+            ceil_mode: bool, sizes: str, axis: str, window: str) -> int:
     """Output length of a sliding window, as PyTorch computes it, with our checks."""
     span = dilation * (kernel - 1) + 1
     padded = size + 2 * padding
     formula = f"({size} - {span} + 2*{padding}) / {stride} + 1"
     if padded < span:
         raise ShapeProblem(
-            "E0302", f"the {span}x{span} window is larger than the padded input",
+            "E0302", f"the {window} window is larger than the padded input",
             f"{formula} = {(padded - span) / stride + 1:g}",
             f"the input {axis} is {size}; pad by {math.ceil((span - size) / 2)} "
             "or remove a downsampling layer before this one")
@@ -87,10 +87,11 @@ def _fit_help(size, span, stride, padding, leftover) -> str:
 
 def _spatial(ins: Facts, kernel, stride, padding, dilation, ceil_mode, sizes):
     _, h, w = ins.shape
+    window = "x".join(str(d * (k - 1) + 1) for k, d in zip(kernel, dilation))
     out_w = _window(w, kernel[1], stride[1], padding[1], dilation[1],
-                    ceil_mode=ceil_mode, sizes=sizes, axis="width")
+                    ceil_mode=ceil_mode, sizes=sizes, axis="width", window=window)
     out_h = _window(h, kernel[0], stride[0], padding[0], dilation[0],
-                    ceil_mode=ceil_mode, sizes=sizes, axis="height")
+                    ceil_mode=ceil_mode, sizes=sizes, axis="height", window=window)
     rf = tuple(r + (dil * (k - 1)) * j for r, k, dil, j in
                zip(ins.receptive_field, kernel, dilation, ins.jump))
     jump = (ins.jump[0] * stride[0], ins.jump[1] * stride[1])
@@ -272,8 +273,8 @@ def _concat(op, ins, sizes):
 def _same_shape_join(op, ins, sizes):
     first = ins[0]
     if any(x.shape != first.shape for x in ins):
-        help = ("a residual whose body changes the shape needs a projection: "
-                "`shortcut auto { conv ... }`")
+        help = ("every branch must end in the same shape; a residual whose body "
+                "changes it needs `shortcut auto { conv ... }`")
         raise ShapeProblem("E0303", f"{op.op} needs inputs of one shape",
                            f"found {_branch_list(ins)}", help)
     rf, jump = _joined_field(ins)
@@ -334,7 +335,7 @@ class ShapeTable:
             found = self.facts[assertion.node].shape
             if found != assertion.shape:
                 node = self.graph.nodes[assertion.node]
-                raise error("E0304", f"`{node.name}` is {shape_text(found)}, not "
+                raise error("E0304", f"{describe(node)} is {shape_text(found)}, not "
                             f"{shape_text(assertion.shape)}", assertion.span,
                             label=f"the checker computes {shape_text(found)}",
                             notes=_where(node))
@@ -353,9 +354,15 @@ def _where(node: Node) -> tuple[str, ...]:
     return tuple(notes)
 
 
+def describe(node: Node) -> str:
+    """`conv1` for a labelled layer; `conv `features.0`` when only its position names it."""
+    labelled = not node.name.rsplit(".", 1)[-1].isdigit()
+    return f"`{node.name}`" if labelled else f"{node.op.op} `{node.name}`"
+
+
 def _located(node: Node, problem: ShapeProblem) -> SpecError:
-    message = f"`{node.name}` {problem.message}" if problem.code == "E0301" \
-        else f"{problem.message} at layer `{node.name}`"
+    message = f"{describe(node)} {problem.message}" if problem.code == "E0301" \
+        else f"{problem.message} at {describe(node)}"
     return error(problem.code, message, node.span, label=problem.label,
                  help=problem.help, notes=_where(node)[1:])
 

@@ -30,8 +30,8 @@ class SourceFile:
         self._lines: list[str] | None = None
 
     def line(self, number: int) -> str:
-        if self._lines is None:
-            self._lines = self.text.splitlines()
+        if self._lines is None:  # "\n" alone ends a line, as the parser counts them
+            self._lines = [line.rstrip("\r") for line in self.text.split("\n")]
         if 1 <= number <= len(self._lines):
             return self._lines[number - 1]
         return ""
@@ -86,14 +86,16 @@ class Diagnostic(NamedTuple):
 
 
 def _quote(span: Span, label: str) -> list[str]:
-    text = span.source.line(span.line).expandtabs(4)
+    raw = span.source.line(span.line)
+    text = raw.expandtabs(4)
     number = str(span.line)
     pad = " " * len(number)
-    start = max(span.column - 1, 0)
+    start = len(raw[:max(span.column - 1, 0)].expandtabs(4))
     if span.end_line == span.line and span.end_column > span.column:
-        width = span.end_column - span.column
+        width = len(raw[:span.end_column - 1].expandtabs(4)) - start
     else:
-        width = max(len(text.rstrip()) - start, 1)
+        width = len(text.rstrip()) - start
+    width = max(width, 1)
     carets = " " * start + "^" * width
     return [
         f"{pad}--> {span}",

@@ -34,6 +34,7 @@ from .recipe import LIST_ENTRIES, SCALAR_ENTRIES, Recipe
 MAX_NODES = 50_000  # 7x the IR of a 2000-layer ResNet; stops exponential recursion fast
 MAX_REPEAT = 100_000
 MAX_BLOCK_DEPTH = 32
+MAX_STEPS = 300_000  # statements expanded; bounds loops that add no layers
 _NAME = re.compile(r"[A-Za-z0-9_]+$")
 _JOINS = {"concat": O.Concat, "add": O.Add, "mean": O.Mean, "multiply": O.Multiply}
 
@@ -75,6 +76,7 @@ class _Elaborator:
         self.blocks = blocks
         self.taken: dict[str, Span] = {}
         self.join_counts: dict[str, int] = {}
+        self.steps = 0
         self.graph: Graph | None = None
         self.table: ShapeTable | None = None
 
@@ -152,7 +154,17 @@ class _Elaborator:
         values, spans = {}, {}
         evaluate = Evaluator(env, _no_input(net.span))
         for entry in (e for section in sections for e in section.entries):
+            if entry.key not in Recipe.model_fields:
+                raise error("E0206", f"`train` has no entry `{entry.key}`", entry.span,
+                            label="entries are " + ", ".join(Recipe.model_fields),
+                            help=did_you_mean(entry.key, Recipe.model_fields))
+            if entry.key not in LIST_ENTRIES and len(entry.values) > 1:
+                raise error("E0206", f"`{entry.key}` takes one value", entry.span,
+                            label=f"{len(entry.values)} values given",
+                            help="only `augment` takes a comma-separated list")
             spans[entry.key] = entry.span
+            for value in entry.values:
+                spans.update({(entry.key, a.name): a.span for a in value.args if a.name})
             parts = [_recipe_value(entry.key, value, evaluate) for value in entry.values]
             values[entry.key] = parts if entry.key in LIST_ENTRIES else parts[0]
         try:
@@ -176,7 +188,16 @@ class _Elaborator:
             cur = self.statement(statement, cur, ctx)
         return cur
 
+    def step(self, span: Span) -> None:
+        """Count one unit of expansion work, so loops that add no layers still end."""
+        self.steps += 1
+        if self.steps > MAX_STEPS:
+            raise error("E0209", f"the spec takes more than {MAX_STEPS:,} steps to expand",
+                        span, label="still expanding here",
+                        help="check repeat counts and recursive blocks")
+
     def statement(self, statement, cur: int, ctx: _Context) -> int:
+        self.step(statement.span)
         kind = type(statement)
         if kind is S.LayerStatement:
             return self.layer_statement(statement, cur, ctx)
@@ -217,6 +238,7 @@ class _Elaborator:
         return cur
 
     def unit(self, unit, cur: int, ctx: _Context, label, span: Span) -> int:
+        self.step(span)
         kind = type(unit)
         if kind is S.Call:
             return self.call(unit, cur, ctx, label, span)
@@ -238,6 +260,7 @@ class _Elaborator:
             raise error("E0202", f"unknown layer or block `{call.name}`", call.name_span,
                         label="not a layer kind, nor a block defined or imported here",
                         help=did_you_mean(call.name, known))
+        _refuse_ambiguous_star(call)
         evaluate = self.evaluator(ctx, cur)
         values = [(arg, evaluate(arg.value)) for arg in call.args]
         op = _build_op(kind, model, call, values)
@@ -296,6 +319,7 @@ class _Elaborator:
     # ------------------------------------------------------------ constructs
 
     def construct_residual(self, unit: S.Residual, cur, ctx, label) -> int:
+        _need_body("residual", unit)
         inner = self.child(ctx, label, unit.span) if label is not None else ctx
         body = self.sequence(unit.body, cur, inner)
         if unit.condition is not None and not self._truth(unit.condition, cur, ctx):
@@ -306,6 +330,8 @@ class _Elaborator:
                                  or self.table[body].shape != self.table[cur].shape):
             target = self.child(inner, spec.name, spec.span) if spec.name else inner
             shortcut = self.sequence(spec.body, cur, target)
+        elif spec is not None and spec.name:
+            inner.scope.next_position += 1  # later positions must not depend on shapes
         return self.join(O.Add(), (body, shortcut), inner, unit.span)
 
     def construct_join(self, unit: S.Join, cur, ctx, label) -> int:
@@ -319,6 +345,7 @@ class _Elaborator:
             outputs.extend(self.branches(statement, cur, inner))
         if not outputs:
             raise error("E0217", f"`{unit.kind}` has no branches", unit.span,
+                        label="a join needs at least one branch",
                         help="write one branch per line inside the braces")
         return self.join(op, tuple(outputs), inner, unit.span)
 
@@ -343,16 +370,19 @@ class _Elaborator:
         return [self.statement(statement, cur, ctx)]
 
     def construct_dense(self, unit: S.Dense, cur, ctx, label) -> int:
+        _need_body("dense", unit)
         inner = self.child(ctx, label, unit.span) if label is not None else ctx
         new = self.sequence(unit.body, cur, inner)
         return self.join(O.Concat(), (cur, new), inner, unit.span)
 
     def construct_gate(self, unit: S.Gate, cur, ctx, label) -> int:
+        _need_body("gate", unit)
         inner = self.child(ctx, label, unit.span) if label is not None else ctx
         gate = self.sequence(unit.body, cur, inner)
         return self.join(O.Multiply(), (cur, gate), inner, unit.span)
 
     def construct_aux(self, unit: S.Aux, cur, ctx, label) -> int:
+        _need_body("aux", unit)
         evaluate = self.evaluator(ctx, cur)
         weight = 1.0
         for arg in unit.args:
@@ -382,6 +412,7 @@ class _Elaborator:
         count = self._count(unit.count, cur, ctx)
         inner = replace(inner, env=dict(inner.env))
         for index in range(count):
+            self.step(unit.span)
             if unit.variable is not None:
                 inner.env[unit.variable] = index
             cur = self.sequence(unit.body, cur, inner)
@@ -426,6 +457,8 @@ class _Elaborator:
     # ------------------------------------------------------------ values
 
     def evaluator(self, ctx: _Context, cur: int) -> Evaluator:
+        if cur < 0:  # before `input`
+            return Evaluator(ctx.env, _no_input(self.graph.span))
         return Evaluator(ctx.env, lambda: self.table[cur].shape)
 
     def _truth(self, expr: S.Expr, cur: int, ctx: _Context) -> bool:
@@ -478,6 +511,36 @@ def _no_input(span: Span):
     return refuse
 
 
+def _refuse_ambiguous_star(call: S.Call) -> None:
+    """`conv 8 k=1 * 3` parses as k=3, but reads as "three convs": refuse to guess.
+
+    Only a spaced-out `*` ending the last argument of a space-separated call is
+    ambiguous; `conv c*4` and `basic(64) * 2` are not.
+    """
+    if call.parenthesized or not call.args:
+        return
+    value = call.args[-1].value
+    if not (isinstance(value, S.Binary) and value.operator == "*"):
+        return
+    left = value.left.span
+    after = left.source.line(left.end_line)[left.end_column - 1:left.end_column]
+    start = value.span
+    before = start.source.line(start.line)[max(start.column - 2, 0):start.column - 1]
+    if after.isspace() and before != "(":
+        raise error("E0218", "`*` here could multiply or repeat", value.span,
+                    label="read as a multiplication of this argument",
+                    help=f"to repeat the layer write `{{ {call.name} ... }} * n`; to "
+                    "multiply, drop the spaces or add parentheses: `k=(1 * 3)`")
+
+
+def _need_body(kind: str, unit) -> None:
+    if not any(isinstance(s, S.LayerStatement) or isinstance(s, S.IfStatement)
+               for s in unit.body):
+        raise error("E0217", f"`{kind}` has no layers", unit.span,
+                    label="an empty body makes this construct act on its input alone",
+                    help="put the layers of the branch inside the braces")
+
+
 def _head_span(statement: S.LayerStatement) -> Span:
     """The statement without its `-> shape`: label through last item."""
     start = statement.label.span if statement.label else statement.items[0].span
@@ -500,10 +563,11 @@ def _build_op(kind: str, model, call: S.Call, values) -> object:
         if arg.name is None:
             if position >= len(model.POSITIONAL):
                 names = ", ".join(model.POSITIONAL) or "nothing"
+                others = [f"{f}=" for f in allowed if f not in model.POSITIONAL]
                 raise error("E0205", f"too many positional arguments for `{kind}`",
                             arg.span, label=f"`{kind}` takes {names} by position",
-                            help="name the others: " + ", ".join(
-                                f"{f}=" for f in allowed if f not in model.POSITIONAL))
+                            help="name the others: " + ", ".join(others) if others
+                            else f"`{kind}` takes no arguments")
             field = model.POSITIONAL[position]
             position += 1
         else:
@@ -535,17 +599,32 @@ def _signature(model) -> tuple[list[str], bool]:
 def _invalid(what: str, problem: ValidationError, spans: dict, fallback: Span):
     """The first Pydantic complaint as a diagnostic at the argument it is about."""
     first = problem.errors()[0]
-    field = str(first["loc"][0]) if first["loc"] else ""
-    span = spans.get(field, fallback)
+    loc = [str(part) for part in first["loc"]]
+    field = loc[0] if loc else ""
+    span = spans.get((field, loc[-1]) if len(loc) > 1 else field) or spans.get(field,
+                                                                               fallback)
     if first["type"] == "missing":
         return error("E0204", f"`{what}` needs `{field}`", fallback,
                      label=f"`{field}` has no default")
     message = first["msg"].removeprefix("Value error, ")
     found = first.get("input")
-    shown = "" if isinstance(found, dict) else f"; found {found!r}"
-    subject = f"`{field}` of `{what}`" if field else f"`{what}`"
-    return error("E0206", f"{subject}: {message[:1].lower() + message[1:]}", span,
-                 label=f"{message}{shown}"[:120])
+    shown = "" if isinstance(found, dict) else f"found {_show_value(found)}: "
+    if what == "option":
+        subject = f"option `{field}`"
+    elif what == "train":
+        subject = f"`{field}` in `train`"
+    else:
+        subject = f"`{field}` of `{what}`" if field else f"`{what}`"
+    return error("E0206", f"bad value for {subject}", span,
+                 label=f"{shown}{message[:1].lower() + message[1:]}"[:160])
+
+
+def _show_value(value) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "none"
+    return str(value) if isinstance(value, (int, float)) else repr(value)
 
 
 def _recipe_value(key: str, value: S.TrainValue, evaluate: Evaluator):
@@ -553,7 +632,8 @@ def _recipe_value(key: str, value: S.TrainValue, evaluate: Evaluator):
     args = value.args
     if key in SCALAR_ENTRIES:
         if len(args) != 1 or args[0].name is not None:
-            raise error("E0206", f"`{key}` takes one number", value.span)
+            raise error("E0206", f"`{key}` takes one number", value.span,
+                        label=f"like `{key}: 90`")
         return evaluate(args[0].value)
     head = args[0]
     if head.name is not None or not isinstance(head.value, S.Variable):

@@ -39,6 +39,13 @@ FUNCTIONS: dict[str, Callable] = {
     "make_divisible": make_divisible,
 }
 
+_USAGE = {
+    "min": "min(a, b, ...)", "max": "max(a, b, ...)", "round": "round(x) or round(x, digits)",
+    "make_divisible": "make_divisible(value, divisor=8, min_value=divisor)",
+    "ceil": "ceil(x)", "floor": "floor(x)", "abs": "abs(x)", "int": "int(x)",
+    "float": "float(x)", "sqrt": "sqrt(x)",
+}
+
 INPUT_ATTRIBUTES = {"c": 0, "h": 1, "w": 2, "channels": 0, "height": 1, "width": 2}
 
 
@@ -120,7 +127,13 @@ class Evaluator:
         args = [self._eval(arg) for arg in expr.args]
         for arg, value in zip(expr.args, args):
             _need_number(value, arg)
-        return function(*args)
+        try:
+            return function(*args)
+        except TypeError:
+            raise error("E0211", f"`{expr.name}` cannot take {len(args)} argument"
+                        f"{'s' if len(args) != 1 else ''}", expr.span,
+                        label=f"{expr.name}({', '.join(map(_show, args))})",
+                        help=_USAGE.get(expr.name, "")) from None
 
     def _input_attribute(self, expr: S.InputAttribute):
         index = INPUT_ATTRIBUTES.get(expr.attribute)

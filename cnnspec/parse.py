@@ -16,7 +16,7 @@ from pathlib import Path
 from . import syntax as S
 from .diagnostics import SourceFile, Span, error
 
-MAX_SOURCE_BYTES = 1_000_000
+MAX_SOURCE_BYTES = 200_000  # 50x the largest spec in specs/; bounds parse time
 MAX_NESTING = 32
 
 # How parse errors name what was expected, in words.
@@ -47,12 +47,25 @@ class _PostLexer:
 
         depth = 0
         parens = 0
+        run = 0
+        first = None
         previous = None
         for token in stream:
             kind = token.type
             if kind == "X" and previous not in ("INT", "NAME", "RPAR"):
                 token = Token.new_borrow_pos("NAME", token, token)
                 kind = "NAME"
+            elif kind == "CALLNAME" and token == "x" and previous in ("INT", "NAME", "RPAR"):
+                token = Token.new_borrow_pos("X", token, token)  # `3x(c*2)`
+                kind = "X"
+            # Unary operators and `if`s nest without brackets; bound them too.
+            if kind in ("MINUS", "PLUS", "NOT", "IF"):
+                run += 1
+                first = first if run > 1 else token
+                if run > MAX_NESTING:
+                    raise _TooDeep(first, "operators")
+            elif kind in ("_NL", "SEMICOLON", "LBRACE", "RBRACE"):
+                run = 0
             previous = kind
             if kind in ("LPAR", "LBRACE", "_LBRACE_NAME"):
                 depth += 1
@@ -68,8 +81,9 @@ class _PostLexer:
 
 
 class _TooDeep(Exception):
-    def __init__(self, token):
+    def __init__(self, token, what="brackets"):
         self.token = token
+        self.what = what
 
 
 @lru_cache(maxsize=1)
@@ -91,7 +105,8 @@ def parse(text: str, file: str = "<string>") -> S.Module:
     """Parse one spec file's text into a syntax tree."""
     source = SourceFile(file, text)
     if len(text) > MAX_SOURCE_BYTES:
-        raise error("E0001", f"the spec is {len(text):,} characters long", None,
+        what = "the spec" if file == "<string>" else file
+        raise error("E0001", f"{what} is {len(text):,} characters long", None,
                     label=f"cnnspec reads at most {MAX_SOURCE_BYTES:,} characters per file",
                     help="split block definitions into files and `import` them")
     from lark.exceptions import UnexpectedInput, VisitError
@@ -100,9 +115,13 @@ def parse(text: str, file: str = "<string>") -> S.Module:
         tree = _parser().parse(text)
     except _TooDeep as deep:
         span = _token_span(source, deep.token)
-        raise error("E0002", f"brackets nest deeper than {MAX_NESTING} levels", span,
-                    label="this bracket is one too deep",
-                    help="write the inner part as a block or a `let`")
+        if deep.what == "brackets":
+            raise error("E0002", f"brackets nest deeper than {MAX_NESTING} levels", span,
+                        label="this bracket is one too deep",
+                        help="write the inner part as a block or a `let`") from None
+        raise error("E0002", f"more than {MAX_NESTING} operators or `if`s nest in one "
+                    "statement", span, label="the run of operators starts here",
+                    help="split the expression with `let`") from None
     except UnexpectedInput as bad:
         raise _syntax_error(source, bad) from None
     try:
@@ -143,13 +162,19 @@ def _syntax_error(source: SourceFile, bad):
     found = "end of line" if token.type == "_NL" else f"`{str(token).strip()}`"
     expected = _expected_words(bad.accepts or bad.expected)
     return error("E0101", f"unexpected {found}", span, label=f"expected {expected}",
-                 help=_syntax_help(token, bad.accepts or bad.expected))
+                 help=_syntax_help(source, token, bad.accepts or bad.expected))
 
 
-def _syntax_help(token, expected) -> str:
+def _syntax_help(source: SourceFile, token, expected) -> str:
     text = str(token).strip()
+    before = source.text[token.start_pos - 1] if token.start_pos else ""
     if text == "=" and "COLON" in expected:
         return "a layer is named with a colon: `conv1: conv 64 k=3`"
+    if token.type == "STAR" and before == "*":
+        return "there is no power operator; write the product out or use a `let`"
+    if text.startswith("x") and (before == ")" or token.type == "X"):
+        return ("with a name or an expression in a shape, put spaces around `x`: "
+                "`-> (c*2) x 32 x 32`")
     if token.type == "STAR" or text == "x":
         return "shapes are written with `x`, like `-> 64x56x56`; repeats with `* n`"
     if token.type == "COLON":
@@ -342,7 +367,7 @@ class _ToSyntax:
     def rule_call(self, children, meta):
         name = children[0]
         return S.Call(str(name), self._arguments(children[1:]), self.span(meta),
-                      self.tspan(name))
+                      self.tspan(name), name.type == "CALLNAME")
 
     def _arguments(self, children) -> tuple[S.Argument, ...]:
         return tuple(c if isinstance(c, S.Argument) else S.Argument(None, c, c.span)

@@ -95,6 +95,7 @@ class Call(NamedTuple):
     args: tuple[Argument, ...]
     span: Span
     name_span: Span
+    parenthesized: bool = False
 
 
 class Group(NamedTuple):
