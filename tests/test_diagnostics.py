@@ -590,6 +590,16 @@ def test_E0217_construct_with_an_empty_body(construct):
     expect(d, "E0217", 3, 5, f"`{construct}` has no")
 
 
+def test_E0218_spaced_star_after_a_space_form_call_is_ambiguous():
+    d = diagnose(on_net("convs: conv 8 k=3 * 2"))
+    expect(d, "E0218", 3, 21, "`*` here could multiply or repeat",
+           label="multiplication", help="{ conv ... } * n")
+    # Unambiguous forms are accepted: a glued product, parentheses, a repeat.
+    for body in ("conv 8 k=3*1", "conv 8 k=(3 * 1)", "conv(8, k=3, p=1) * 2",
+                 "{ conv 8 k=3 p=1 } * 2", "conv 2 * 4 k=1"):
+        cnnspec.load(on_net(body))
+
+
 # ---------------------------------------------------------------- E03xx: shapes
 
 
