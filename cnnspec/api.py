@@ -69,7 +69,8 @@ class Spec:
         for node in self.graph.nodes:
             if node.name == name:
                 return self.table[node.id]
-        raise KeyError(f"{name!r}; did you mean {did_you_mean(name, self.layer_names)}")
+        raise KeyError(f"no layer {name!r} in {self.name}; "
+                       + (did_you_mean(name, self.layer_names) or "see .layer_names"))
 
     @property
     def layer_names(self) -> list[str]:

@@ -58,3 +58,15 @@ def test_unknown_parameter_is_a_spec_error():
     run = cnnspec("check", SPECS / "resnet18.cnn", "--set", "clases=10")
     assert run.returncode == 1
     assert "did you mean `classes`?" in run.stderr
+
+
+def test_check_imports_no_heavy_backend():
+    """`cnnspec check` must start fast: no torch, networkx, graphviz or rich."""
+    probe = ("import sys, runpy; sys.argv = ['cnnspec', 'check', %r]\n"
+             "try:\n    runpy.run_module('cnnspec', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('torch', 'networkx', 'graphviz', 'rich') "
+             "if m in sys.modules))") % str(SPECS / "resnet50.cnn")
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60)
+    assert run.stdout.strip() == "[]", run.stdout + run.stderr
