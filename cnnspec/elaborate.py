@@ -19,17 +19,17 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
-from functools import lru_cache
 
 from pydantic import ValidationError
 
 from . import ops as O
 from . import syntax as S
+from .arguments import build_op, invalid_value, refuse_ambiguous_star
 from .check import ShapeTable
 from .diagnostics import Span, did_you_mean, error
 from .evaluate import Evaluator
 from .ir import Assertion, Graph, Options, Output
-from .recipe import LIST_ENTRIES, SCALAR_ENTRIES, Recipe
+from .recipe import build_recipe
 
 MAX_NODES = 50_000  # 7x the IR of a 2000-layer ResNet; stops exponential recursion fast
 MAX_REPEAT = 100_000
@@ -88,7 +88,8 @@ class _Elaborator:
                                                          S.TrainStatement))]
         options = self._options(net, env)
         self.graph = Graph(net.name, dict(env), options, span=net.name_span)
-        self.graph.recipe = self._recipe(net, env)
+        sections = [s for s in net.body if isinstance(s, S.TrainStatement)]
+        self.graph.recipe = build_recipe(sections, Evaluator(env, _no_input(net.span)))
         self.table = ShapeTable(self.graph)
         ctx = _Context(env, _Scope(""))
         first = next((s for s in top if not isinstance(s, (S.LetStatement,))), None)
@@ -145,32 +146,7 @@ class _Elaborator:
         try:
             return Options(**values)
         except ValidationError as problem:
-            raise _invalid("option", problem, spans, net.span) from None
-
-    def _recipe(self, net: S.Definition, env: dict) -> Recipe | None:
-        sections = [s for s in net.body if isinstance(s, S.TrainStatement)]
-        if not sections:
-            return None
-        values, spans = {}, {}
-        evaluate = Evaluator(env, _no_input(net.span))
-        for entry in (e for section in sections for e in section.entries):
-            if entry.key not in Recipe.model_fields:
-                raise error("E0206", f"`train` has no entry `{entry.key}`", entry.span,
-                            label="entries are " + ", ".join(Recipe.model_fields),
-                            help=did_you_mean(entry.key, Recipe.model_fields))
-            if entry.key not in LIST_ENTRIES and len(entry.values) > 1:
-                raise error("E0206", f"`{entry.key}` takes one value", entry.span,
-                            label=f"{len(entry.values)} values given",
-                            help="only `augment` takes a comma-separated list")
-            spans[entry.key] = entry.span
-            for value in entry.values:
-                spans.update({(entry.key, a.name): a.span for a in value.args if a.name})
-            parts = [_recipe_value(entry.key, value, evaluate) for value in entry.values]
-            values[entry.key] = parts if entry.key in LIST_ENTRIES else parts[0]
-        try:
-            return Recipe.model_validate(values)
-        except ValidationError as problem:
-            raise _invalid("train", problem, spans, sections[0].span) from None
+            raise invalid_value("option", problem, spans, net.span) from None
 
     def _input(self, statement: S.InputStatement, ctx: _Context) -> int:
         dims = self._dims(statement.dims, ctx, -1)
@@ -260,10 +236,10 @@ class _Elaborator:
             raise error("E0202", f"unknown layer or block `{call.name}`", call.name_span,
                         label="not a layer kind, nor a block defined or imported here",
                         help=did_you_mean(call.name, known))
-        _refuse_ambiguous_star(call)
+        refuse_ambiguous_star(call)
         evaluate = self.evaluator(ctx, cur)
         values = [(arg, evaluate(arg.value)) for arg in call.args]
-        op = _build_op(kind, model, call, values)
+        op = build_op(kind, model, call, values)
         name = ctx.scope.place(label)
         self.claim(name, span)
         return self.add(name, op, (cur,), span, ctx)
@@ -339,7 +315,7 @@ class _Elaborator:
         evaluate = self.evaluator(ctx, cur)
         values = [(arg, evaluate(arg.value)) for arg in unit.args]
         call = S.Call(unit.kind, unit.args, unit.span, unit.span)
-        op = _build_op(unit.kind, _JOINS[unit.kind], call, values)
+        op = build_op(unit.kind, _JOINS[unit.kind], call, values)
         outputs: list[int] = []
         for statement in unit.body:
             outputs.extend(self.branches(statement, cur, inner))
@@ -511,28 +487,6 @@ def _no_input(span: Span):
     return refuse
 
 
-def _refuse_ambiguous_star(call: S.Call) -> None:
-    """`conv 8 k=1 * 3` parses as k=3, but reads as "three convs": refuse to guess.
-
-    Only a spaced-out `*` ending the last argument of a space-separated call is
-    ambiguous; `conv c*4` and `basic(64) * 2` are not.
-    """
-    if call.parenthesized or not call.args:
-        return
-    value = call.args[-1].value
-    if not (isinstance(value, S.Binary) and value.operator == "*"):
-        return
-    left = value.left.span
-    after = left.source.line(left.end_line)[left.end_column - 1:left.end_column]
-    start = value.span
-    before = start.source.line(start.line)[max(start.column - 2, 0):start.column - 1]
-    if after.isspace() and before != "(":
-        raise error("E0218", "`*` here could multiply or repeat", value.span,
-                    label="read as a multiplication of this argument",
-                    help=f"to repeat the layer write `{{ {call.name} ... }} * n`; to "
-                    "multiply, drop the spaces or add parentheses: `k=(1 * 3)`")
-
-
 def _need_body(kind: str, unit) -> None:
     if not any(isinstance(s, S.LayerStatement) or isinstance(s, S.IfStatement)
                for s in unit.body):
@@ -546,105 +500,3 @@ def _head_span(statement: S.LayerStatement) -> Span:
     start = statement.label.span if statement.label else statement.items[0].span
     end = statement.items[-1].span
     return Span(start.source, start.line, start.column, end.end_line, end.end_column)
-
-
-def _build_op(kind: str, model, call: S.Call, values) -> object:
-    """Match evaluated call arguments to an op model's fields and validate."""
-    if kind in ("avgpool", "maxpool") and values and values[0][1] == "global":
-        if len(values) > 1:
-            raise error("E0205", f"`{kind} global` takes no other arguments",
-                        values[1][0].span)
-        return O.AdaptivePool(op=f"adaptive_{kind}", output_size=1)
-    fields: dict = {}
-    spans: dict = {}
-    position = 0
-    allowed, kind_is_a_field = _signature(model)
-    for arg, value in values:
-        if arg.name is None:
-            if position >= len(model.POSITIONAL):
-                names = ", ".join(model.POSITIONAL) or "nothing"
-                others = [f"{f}=" for f in allowed if f not in model.POSITIONAL]
-                raise error("E0205", f"too many positional arguments for `{kind}`",
-                            arg.span, label=f"`{kind}` takes {names} by position",
-                            help="name the others: " + ", ".join(others) if others
-                            else f"`{kind}` takes no arguments")
-            field = model.POSITIONAL[position]
-            position += 1
-        else:
-            field = arg.name if arg.name in allowed else O.ALIASES.get(arg.name, arg.name)
-            if field not in allowed:
-                aliases = [a for a, f in O.ALIASES.items() if f in allowed]
-                raise error("E0203", f"`{kind}` has no argument `{arg.name}`", arg.span,
-                            label="it takes " + (", ".join(allowed) or "no arguments"),
-                            help=did_you_mean(arg.name, allowed + aliases))
-        if field in fields:
-            raise error("E0203", f"`{field}` is given twice", arg.span)
-        fields[field] = value
-        spans[field] = arg.span
-    if kind_is_a_field:  # one model for several kinds (relu, tanh, ...)
-        fields["op"] = kind
-    try:
-        return model(**fields)
-    except ValidationError as problem:
-        raise _invalid(kind, problem, spans, call.span) from None
-
-
-@lru_cache(maxsize=None)
-def _signature(model) -> tuple[list[str], bool]:
-    """An op model's argument names, and whether the call's name fills its `op`."""
-    fields = model.model_fields
-    return [f for f in fields if f != "op"], fields["op"].is_required()
-
-
-def _invalid(what: str, problem: ValidationError, spans: dict, fallback: Span):
-    """The first Pydantic complaint as a diagnostic at the argument it is about."""
-    first = problem.errors()[0]
-    loc = [str(part) for part in first["loc"]]
-    field = loc[0] if loc else ""
-    span = spans.get((field, loc[-1]) if len(loc) > 1 else field) or spans.get(field,
-                                                                               fallback)
-    if first["type"] == "missing":
-        return error("E0204", f"`{what}` needs `{field}`", fallback,
-                     label=f"`{field}` has no default")
-    message = first["msg"].removeprefix("Value error, ")
-    found = first.get("input")
-    shown = "" if isinstance(found, dict) else f"found {_show_value(found)}: "
-    if what == "option":
-        subject = f"option `{field}`"
-    elif what == "train":
-        subject = f"`{field}` in `train`"
-    else:
-        subject = f"`{field}` of `{what}`" if field else f"`{what}`"
-    return error("E0206", f"bad value for {subject}", span,
-                 label=f"{shown}{message[:1].lower() + message[1:]}"[:160])
-
-
-def _show_value(value) -> str:
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if value is None:
-        return "none"
-    return str(value) if isinstance(value, (int, float)) else repr(value)
-
-
-def _recipe_value(key: str, value: S.TrainValue, evaluate: Evaluator):
-    """`sgd lr=0.01` -> {"kind": "sgd", "lr": 0.01}; `90` -> 90."""
-    args = value.args
-    if key in SCALAR_ENTRIES:
-        if len(args) != 1 or args[0].name is not None:
-            raise error("E0206", f"`{key}` takes one number", value.span,
-                        label=f"like `{key}: 90`")
-        return evaluate(args[0].value)
-    head = args[0]
-    if head.name is not None or not isinstance(head.value, S.Variable):
-        raise error("E0206", f"`{key}` starts with a kind, like `{key}: sgd lr=0.1`",
-                    head.span)
-    result: dict = {"kind": head.value.name}
-    extra = [a for a in args[1:] if a.name is None]
-    if extra:
-        result["size"] = evaluate(extra[0].value)
-    for arg in args[1:]:
-        if arg.name is not None:
-            result[arg.name] = evaluate(arg.value)
-    return result
-
