@@ -8,7 +8,7 @@ parse -> elaborate -> check -> backends (summary, and later torch and graphviz).
 from .diagnostics import Diagnostic, SpecError
 
 __version__ = "0.1.0"
-__all__ = ["Diagnostic", "Spec", "SpecError", "load", "__version__"]
+__all__ = ["Diagnostic", "Spec", "SpecError", "build", "load", "__version__"]
 
 
 def load(source, *, network=None, **params):
@@ -16,6 +16,21 @@ def load(source, *, network=None, **params):
     from .api import load as _load
 
     return _load(source, network=network, **params)
+
+
+def build(source, *, network=None, device=None, dtype=None, memory_format=None,
+          **params):
+    """Compile a spec (a path, spec text or a loaded `Spec`) into a torch.nn.Module.
+
+    The module's submodule names are the spec's layer names; `device`, `dtype` and
+    `memory_format` (e.g. torch.channels_last) are applied to its parameters.
+    """
+    from .api import Spec, load as _load
+    from .torch_backend import to_torch
+
+    spec = source if isinstance(source, Spec) else _load(source, network=network,
+                                                           **params)
+    return to_torch(spec, device=device, dtype=dtype, memory_format=memory_format)
 
 
 def __getattr__(name):

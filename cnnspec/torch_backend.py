@@ -1,0 +1,233 @@
+"""Torch backend: shaped IR -> a `torch.nn.Module` whose forward is generated code.
+
+Takes: a checked `Spec`. Returns: a `torch.fx.GraphModule` (one `call_module` per
+layer, `call_function` for concat/add/multiply), whose submodule paths are the
+spec's dotted layer names, so torchvision state dicts load with `strict=True`.
+Networks with auxiliary heads come back as a `TrainingHeads` module: the same
+submodules, one generated graph for training (main + auxiliary outputs, as a named
+tuple) and one for eval (plain logits).
+
+Every size a module needs (in_channels, in_features, num_features) is read from the
+checker's side table; nothing here re-derives a shape.
+"""
+
+from __future__ import annotations
+
+import operator
+from collections import namedtuple
+from typing import Callable
+
+import torch
+import torch.fx as fx
+from torch import nn
+
+from . import ops as O
+from .ir import Node
+
+
+class DropPath(nn.Module):
+    """Stochastic depth (Huang et al. 2016): in training, zero a whole sample's path
+    with probability p and scale survivors by 1/(1-p); identity in eval. Same
+    arithmetic as torchvision.ops.StochasticDepth(mode="row")."""
+
+    def __init__(self, p: float):
+        super().__init__()
+        self.p = p
+
+    def forward(self, x):
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = torch.empty((x.shape[0],) + (1,) * (x.dim() - 1), dtype=x.dtype,
+                           device=x.device).bernoulli_(keep)
+        return x * mask.div_(keep) if keep > 0 else x * mask
+
+    def extra_repr(self):
+        return f"p={self.p}"
+
+
+class MeanJoin(nn.Module):
+    """Mean of branches; in training each branch is dropped with probability p,
+    keeping at least one (FractalNet's local drop-path, Larsson et al. 2017)."""
+
+    def __init__(self, p: float = 0.0):
+        super().__init__()
+        self.p = p
+
+    def forward(self, *branches):
+        if not self.training or self.p == 0.0:
+            return torch.stack(branches).mean(0)
+        keep = torch.rand(len(branches)) >= self.p
+        if not keep.any():
+            keep[torch.randint(len(branches), ())] = True
+        kept = [b for b, k in zip(branches, keep.tolist()) if k]
+        return torch.stack(kept).mean(0)
+
+    def extra_repr(self):
+        return f"drop_path={self.p}"
+
+
+_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
+    "relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
+    "silu": nn.SiLU, "gelu": nn.GELU, "hardswish": nn.Hardswish,
+    "hardsigmoid": nn.Hardsigmoid, "mish": nn.Mish, "softplus": nn.Softplus,
+    "identity": nn.Identity,
+}
+
+
+def module_for(op, in_shape: tuple[int, ...]) -> nn.Module | None:
+    """The nn.Module for one layer, or None when the op is a plain function."""
+    kind = type(op)
+    if kind is O.Conv:
+        return nn.Conv2d(in_shape[0], op.out_channels, op.kernel_size, op.stride,
+                         op.padding, op.dilation, op.groups, op.bias)
+    if kind is O.DepthwiseConv:
+        c = in_shape[0]
+        return nn.Conv2d(c, c * op.channel_multiplier, op.kernel_size, op.stride,
+                         op.padding, op.dilation, c, op.bias)
+    if kind is O.MaxPool:
+        return nn.MaxPool2d(op.kernel_size, op.effective_stride, op.padding, op.dilation,
+                            ceil_mode=op.ceil_mode)
+    if kind is O.AvgPool:
+        return nn.AvgPool2d(op.kernel_size, op.effective_stride, op.padding,
+                            ceil_mode=op.ceil_mode, count_include_pad=op.count_include_pad)
+    if kind is O.AdaptivePool:
+        pool = nn.AdaptiveAvgPool2d if op.op == "adaptive_avgpool" else nn.AdaptiveMaxPool2d
+        return pool(op.output_size)
+    if kind is O.Linear:
+        return nn.Linear(in_shape[0], op.out_features, op.bias)
+    if kind is O.Flatten:
+        return nn.Flatten(1)
+    if kind is O.BatchNorm:
+        norm = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
+        return norm(in_shape[0], op.eps, op.momentum, op.affine)
+    if kind is O.LocalResponseNorm:
+        return nn.LocalResponseNorm(op.size, op.alpha, op.beta, op.k)
+    if kind is O.Dropout:
+        return nn.Dropout(op.p)
+    if kind is O.DropPath:
+        return DropPath(op.p)
+    if kind is O.Activation:
+        return _ACTIVATIONS[op.op]()
+    if kind is O.LeakyReLU:
+        return nn.LeakyReLU(op.negative_slope)
+    if kind is O.ELU:
+        return nn.ELU(op.alpha)
+    if kind is O.Softmax:
+        return nn.Softmax(dim=1)
+    if kind is O.Mean:
+        return MeanJoin(op.drop_path)
+    return None  # input, concat, add, multiply
+
+
+def _function_node(graph: fx.Graph, node: Node, args: list[fx.Node]) -> fx.Node:
+    kind = type(node.op)
+    if kind is O.Concat:
+        return graph.call_function(torch.cat, (args, 1))
+    combine = {O.Add: operator.add, O.Multiply: operator.mul}[kind]
+    result = args[0]
+    for other in args[1:]:
+        result = graph.call_function(combine, (result, other))
+    return result
+
+
+def _root_modules(spec) -> nn.Module:
+    """A module tree holding every layer at its dotted name."""
+    root = nn.Module()
+    for node in spec.graph.nodes[1:]:
+        inputs = node.inputs
+        module = module_for(node.op, spec.table[inputs[0]].shape if inputs else ())
+        if module is not None:
+            parent = root
+            *path, leaf = node.name.split(".")
+            for part in path:
+                if not hasattr(parent, part):
+                    parent.add_module(part, nn.Module())
+                parent = getattr(parent, part)
+            parent.add_module(leaf, module)
+    return root
+
+
+def _graph(spec, root: nn.Module, training: bool) -> fx.Graph:
+    """The straight-line graph: every node reachable from the outputs, in order."""
+    outputs = spec.graph.outputs if training else spec.graph.outputs[:1]
+    needed = _ancestors(spec.graph.nodes, [o.node for o in outputs])
+    graph = fx.Graph()
+    values: dict[int, fx.Node] = {}
+    for node in spec.graph.nodes:
+        if node.id not in needed:
+            continue
+        args = [values[i] for i in node.inputs]
+        if type(node.op) is O.Input:
+            values[node.id] = graph.placeholder("x")
+        elif _has_module(root, node.name):
+            values[node.id] = graph.call_module(node.name, tuple(args))
+        else:
+            values[node.id] = _function_node(graph, node, args)
+        values[node.id].meta["cnnspec_shape"] = spec.table[node.id].shape
+        values[node.id].meta["cnnspec_name"] = node.name
+    if len(outputs) == 1:
+        graph.output(values[outputs[0].node])
+    else:
+        graph.output(tuple(values[o.node] for o in outputs))
+    return graph
+
+
+def _ancestors(nodes: list[Node], roots: list[int]) -> set[int]:
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(nodes[current].inputs)
+    return seen
+
+
+def _has_module(root: nn.Module, path: str) -> bool:
+    try:
+        root.get_submodule(path)
+        return True
+    except AttributeError:
+        return False
+
+
+class TrainingHeads(nn.Module):
+    """A network with auxiliary heads: `forward` returns a named tuple of the main
+    and auxiliary outputs in training and the main output alone in eval (as
+    torchvision's GoogLeNet). Both paths are generated fx code over one set of
+    submodules, registered here under the spec's names."""
+
+    def __init__(self, train: fx.GraphModule, infer: fx.GraphModule, names, weights,
+                 name: str):
+        super().__init__()
+        for child_name, child in train.named_children():
+            self.add_module(child_name, child)
+        # Held outside the module registry so parameters are not listed twice.
+        self.__dict__["_train_graph"] = train
+        self.__dict__["_eval_graph"] = infer
+        self.outputs_type = namedtuple(f"{name}_outputs", names)
+        self.aux_weights = dict(zip(names[1:], weights[1:]))
+
+    def forward(self, x):
+        if self.training:
+            return self.outputs_type(*self._train_graph(x))
+        return self._eval_graph(x)
+
+
+def to_torch(spec, *, device=None, dtype=None, memory_format=None) -> nn.Module:
+    """Build the module for a checked spec (see the module docstring)."""
+    root = _root_modules(spec)
+    infer = fx.GraphModule(root, _graph(spec, root, training=False), spec.name)
+    if len(spec.graph.outputs) > 1:
+        train = fx.GraphModule(root, _graph(spec, root, training=True), spec.name)
+        names = ["logits"] + [o.name.replace(".", "_") for o in spec.graph.outputs[1:]]
+        model = TrainingHeads(train, infer, names,
+                              [o.weight for o in spec.graph.outputs], spec.name)
+    else:
+        model = infer
+    if device is not None or dtype is not None:
+        model = model.to(device=device, dtype=dtype)
+    if memory_format is not None:
+        model = model.to(memory_format=memory_format)
+    return model
