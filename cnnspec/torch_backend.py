@@ -215,9 +215,40 @@ class TrainingHeads(nn.Module):
         return self._eval_graph(x)
 
 
+def initialize(model: nn.Module, init) -> None:
+    """Apply a recipe's `init` to every conv and linear layer; batchnorm gets 1 and 0.
+
+    he: normal with std sqrt(2 / fan_in) (He et al. 2015, "Delving Deep into
+    Rectifiers"); xavier: uniform, Glorot & Bengio 2010; normal: N(0, std) (AlexNet
+    uses 0.01); torchvision: its ResNet convention, conv He-normal over fan_out and
+    linear N(0, 0.01). Biases of conv and linear layers are set to `init.bias`.
+    Without an `init`, layers keep PyTorch's own defaults.
+    """
+    for module in model.modules():
+        if isinstance(module, (nn.Conv2d, nn.Linear)):
+            weight = module.weight
+            if init.kind == "he":
+                nn.init.kaiming_normal_(weight, mode="fan_in", nonlinearity="relu")
+            elif init.kind == "xavier":
+                nn.init.xavier_uniform_(weight)
+            elif init.kind == "normal":
+                nn.init.normal_(weight, 0.0, init.std)
+            elif isinstance(module, nn.Conv2d):  # torchvision
+                nn.init.kaiming_normal_(weight, mode="fan_out", nonlinearity="relu")
+            else:
+                nn.init.normal_(weight, 0.0, 0.01)
+            if module.bias is not None:
+                nn.init.constant_(module.bias, init.bias)
+        elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)) and module.affine:
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+
+
 def to_torch(spec, *, device=None, dtype=None, memory_format=None) -> nn.Module:
     """Build the module for a checked spec (see the module docstring)."""
     root = _root_modules(spec)
+    if spec.recipe is not None and spec.recipe.init is not None:
+        initialize(root, spec.recipe.init)
     infer = fx.GraphModule(root, _graph(spec, root, training=False), spec.name)
     if len(spec.graph.outputs) > 1:
         train = fx.GraphModule(root, _graph(spec, root, training=True), spec.name)

@@ -87,3 +87,18 @@ def test_no_python_loop_interprets_layers():
     assert isinstance(model, fx.GraphModule)
     code = model.code
     assert "for " not in code and "self.layer4" in code
+
+
+def test_initialisation_declared_in_the_spec():
+    """AlexNet's recipe: weights N(0, 0.01), biases 1 (Krizhevsky et al. 2012, s. 5)."""
+    torch.manual_seed(0)
+    model = cnnspec.build(SPECS / "alexnet.cnn")
+    fc6 = model.get_submodule("fc6")
+    assert abs(fc6.weight.std().item() - 0.01) < 5e-4
+    assert abs(fc6.weight.mean().item()) < 5e-4
+    assert torch.all(fc6.bias == 1.0)
+    he = cnnspec.build("network h { input 64x8x8\n c: conv 256 k=3\n"
+                       " train { init: he } }").get_submodule("c")
+    fan_in = 64 * 3 * 3
+    assert abs(he.weight.std().item() - (2 / fan_in) ** 0.5) < 0.002
+    assert torch.all(he.bias == 0.0)
