@@ -18,6 +18,7 @@ from .diagnostics import SourceFile, Span, error
 
 MAX_SOURCE_BYTES = 200_000  # 50x the largest spec in specs/; bounds parse time
 MAX_NESTING = 32
+MAX_TERMS = 256
 
 # How parse errors name what was expected, in words.
 _TERMINAL_WORDS = {
@@ -47,7 +48,7 @@ class _PostLexer:
 
         depth = 0
         parens = 0
-        run = 0
+        signs = ifs = 0
         first = None
         previous = None
         for token in stream:
@@ -58,14 +59,20 @@ class _PostLexer:
             elif kind == "CALLNAME" and token == "x" and previous in ("INT", "NAME", "RPAR"):
                 token = Token.new_borrow_pos("X", token, token)  # `3x(c*2)`
                 kind = "X"
-            # Unary operators and `if`s nest without brackets; bound them too.
-            if kind in ("MINUS", "PLUS", "NOT", "IF"):
-                run += 1
-                first = first if run > 1 else token
-                if run > MAX_NESTING:
-                    raise _TooDeep(first, "operators")
+            # A run of signs (`- - - 1`) and a chain of `a if c else b if ...` nest
+            # without brackets: bound them too. A flat `1 + 1 + 1` is no nesting.
+            if kind in ("MINUS", "PLUS", "NOT"):
+                signs += 1
+                first = first if signs > 1 else token
+            else:
+                signs = 0
+            if kind == "IF":
+                ifs += 1
+                first = first if ifs > 1 else token
             elif kind in ("_NL", "SEMICOLON", "LBRACE", "RBRACE"):
-                run = 0
+                ifs = 0
+            if signs > MAX_NESTING or ifs > MAX_NESTING:
+                raise _TooDeep(first, "operators")
             previous = kind
             if kind in ("LPAR", "LBRACE", "_LBRACE_NAME"):
                 depth += 1
@@ -463,6 +470,10 @@ class _ToSyntax:
         return S.Conditional(condition, then, otherwise, self.span(meta))
 
     def _binary_chain(self, children, meta, operator=None):
+        if len(children) > 2 * MAX_TERMS:  # the chain becomes a left-deep tree
+            raise error("E0002", f"an expression with more than {MAX_TERMS} terms",
+                        self.span(meta), label=f"{len(children) // 2 + 1:,} terms",
+                        help="split it with `let`")
         result = children[0]
         index = 1
         while index < len(children):
