@@ -17,7 +17,11 @@ examples:
   cnnspec check specs/resnet50.cnn
   cnnspec summary specs/googlenet.cnn
   cnnspec summary specs/googlenet.cnn --set aux_logits=false --json
+  cnnspec compile specs/resnet18.cnn                 # writes resnet18.py (imports only torch)
+  cnnspec compile specs/googlenet.cnn --format onnx  # writes googlenet.onnx
 """
+
+FORMATS = {"py": ".py", "pt2": ".pt2", "onnx": ".onnx"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -43,6 +47,17 @@ def _parser() -> argparse.ArgumentParser:
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
     summary.add_argument("--depth", type=int, metavar="N",
                          help="one row per block N levels deep (1: stem, stages, head)")
+    compile_ = spec_command("compile", "check a spec, print its summary and write it as "
+                            "PyTorch source (py), a torch.export program (pt2) or ONNX")
+    compile_.add_argument("-o", "--output", metavar="OUT",
+                          help="where to write (default: the spec's name with the "
+                          "format's extension, in the current directory)")
+    compile_.add_argument("--format", choices=sorted(FORMATS),
+                          help="py: a standalone nn.Module file that imports only torch "
+                          "(default, or taken from OUT's extension); pt2: "
+                          "torch.export.save of the eval-mode model; onnx: torch.onnx.export")
+    compile_.add_argument("--depth", type=int, metavar="N",
+                          help="summary rows per block N levels deep")
     return parser
 
 
@@ -89,11 +104,117 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as problem:
         _report(problem, sys.stderr)
         return 1
-    if args.command == "summary":
+    if args.command in ("summary", "compile"):
         if args.depth is not None and args.depth < 1:
             parser.error("--depth must be 1 or more")
+    if args.command == "summary":
         _print_summary(spec, as_json=args.json, depth=args.depth)
+    if args.command == "compile":
+        return _compile(spec, args)
     return 0
+
+
+def _compile(spec, args) -> int:
+    """Print the summary, write the artifact, say what was written."""
+    from pathlib import Path
+
+    chosen = args.format
+    if chosen is None:
+        suffix = Path(args.output).suffix.lower() if args.output else ""
+        chosen = next((f for f, ext in FORMATS.items() if ext == suffix), "py")
+    out = Path(args.output) if args.output else Path(Path(args.file).stem + FORMATS[chosen])
+    if out.is_dir():
+        return _fail(f"{out} is a directory; give a file name with -o", 2)
+    if not out.parent.is_dir():
+        return _fail(f"cannot write {out}: there is no folder {out.parent}", 2)
+    if chosen != "py":
+        missing = _missing_modules(["torch"] + (["onnx", "onnxscript"]
+                                                if chosen == "onnx" else []))
+        if missing:
+            extra = "torch" if missing == ["torch"] else "test"
+            return _fail(f"--format {chosen} needs {' and '.join(missing)}, which "
+                         f"cannot be imported; install it (pip install "
+                         f"'cnnspec[{extra}]') or use --format py", 2)
+    _print_summary(spec, as_json=False, depth=args.depth)
+    try:
+        if chosen == "py":
+            from .codegen import to_python
+
+            text = to_python(spec, source=args.file)
+            out.write_text(text, encoding="utf-8")
+            what = f"PyTorch source, class {_class_name(text)}, imports only torch"
+        else:
+            what = _export(spec, out, chosen)
+    except OSError as problem:
+        return _fail(f"cannot write {out}: {problem.strerror or problem}", 2)
+    except _ExportError as problem:
+        return _fail(str(problem), 1)
+    print(f"wrote {out} ({what})")
+    return 0
+
+
+class _ExportError(Exception):
+    pass
+
+
+def _missing_modules(names: list[str]) -> list[str]:
+    import importlib.util
+
+    missing = []
+    for name in names:
+        try:
+            if importlib.util.find_spec(name) is None:
+                missing.append(name)
+        except (ImportError, ValueError):
+            missing.append(name)
+    if "torch" not in missing and "torch" in names:
+        try:
+            import torch  # noqa: F401  (present but broken counts as missing)
+        except ImportError:
+            missing.insert(0, "torch")
+    return missing
+
+
+def _export(spec, out, chosen: str) -> str:
+    """torch.export (pt2) or ONNX of the eval-mode model, batch size dynamic."""
+    import warnings
+
+    import torch
+
+    from .torch_backend import to_torch
+
+    model = to_torch(spec).eval()
+    example = (torch.randn((2,) + tuple(spec.input_shape)),)
+    dynamic = {"x": {0: torch.export.Dim("batch")}}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            if chosen == "pt2":
+                program = torch.export.export(model, example, dynamic_shapes=dynamic)
+                torch.export.save(program, str(out))
+                return "torch.export program of the eval-mode model; " \
+                    "load with torch.export.load(...).module()"
+            large = spec.params * 4 > 1_500_000_000  # protobuf stops at 2 GB
+            torch.onnx.export(model, example, str(out), dynamo=True, verbose=False,
+                              input_names=["input"], output_names=["output"],
+                              dynamic_shapes=dynamic, external_data=large)
+    except OSError:
+        raise
+    except Exception as problem:  # an exporter's failure, not the user's spec
+        raise _ExportError(f"{'torch.export' if chosen == 'pt2' else 'ONNX export'} "
+                           f"failed: {type(problem).__name__}: {problem}") from None
+    return "ONNX, eval mode, dynamic batch" + (f"; weights in {out}.data" if large else "")
+
+
+def _class_name(text: str) -> str:
+    import re
+
+    return re.findall(r"^class (\w+)\(", text, re.M)[-1]  # the network comes last
+
+
+def _fail(message: str, status: int) -> int:
+    print(f"cnnspec: error: {message}", file=sys.stderr)
+    return status
 
 
 def _print_summary(spec, as_json: bool, depth: int | None) -> None:

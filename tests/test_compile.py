@@ -1,0 +1,306 @@
+"""`cnnspec compile` and its artifacts.
+
+The generated `.py` is imported in a fresh interpreter where cnnspec cannot be
+imported, loads the state dict saved from `cnnspec.build` with strict=True and
+gives the same outputs (eval, and train with the same seed). The CLI writes py, pt2
+and onnx files; pt2 reloads with torch.export.load, onnx passes onnx.checker and
+onnxruntime agrees with torch."""
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+import cnnspec
+from cnnspec import cli
+from cnnspec.codegen import to_python
+from conftest import ROOT, SPECS
+
+DROP_PATH = """
+# FractalNet-style mean joins with local drop-path, and stochastic depth.
+block fractal(c, columns) {
+    if columns == 1 { conv c k=3 p=1 }
+    else {
+        mean drop_path=0.15 {
+            { fractal(c, columns - 1); fractal(c, columns - 1) }
+            conv c k=3 p=1
+        }
+    }
+}
+network fractal_net(classes = 10) {
+    input 3x16x16
+    stem: conv 16 k=3 p=1 bias=false
+    bn:   batchnorm
+    relu
+    body: fractal(16, 3)
+    sd:   drop_path 0.2
+    pool: avgpool global
+    flatten
+    fc:   linear classes
+}
+"""
+
+TINY = """
+network tiny(classes = 5) {
+    input 3x16x16
+    stem: conv 8 k=3 p=1 bias=false
+    bn:   batchnorm
+    relu
+    res: add { { conv 8 k=3 p=1; relu }; identity }
+    mix: concat { conv 4 k=1; maxpool 3 s=1 p=1 }        -> 12x16x16
+    pool: avgpool 2 s=2
+    flatten
+    fc: linear classes
+}
+"""
+
+CASES = {
+    "resnet18": lambda: cnnspec.load(SPECS / "resnet18.cnn"),
+    "googlenet": lambda: cnnspec.load(SPECS / "googlenet.cnn", classes=10),
+    "densenet121": lambda: cnnspec.load(SPECS / "densenet121.cnn"),
+    "fractal_net": lambda: cnnspec.load(DROP_PATH),
+}
+
+# Runs in a fresh interpreter (-I: no PYTHONPATH, no cwd on the path). The editable
+# install's path entry is removed and a finder refuses cnnspec, so it is as if
+# cnnspec were not installed at all; torch stays importable.
+FRESH = """
+import importlib.util, json, sys
+sys.path[:] = [p for p in sys.path if p != {root!r}]
+
+class NoCnnspec:
+    def find_spec(self, name, path=None, target=None):
+        if name == "cnnspec" or name.startswith("cnnspec."):
+            raise ModuleNotFoundError("No module named 'cnnspec'")
+        return None
+
+sys.meta_path.insert(0, NoCnnspec())
+try:
+    import cnnspec
+    cnnspec_importable = True
+except ImportError:
+    cnnspec_importable = False
+import torch
+
+report = {{"cnnspec_importable": cnnspec_importable}}
+for name, class_name in {cases!r}:
+    spec = importlib.util.spec_from_file_location(name, {tmp!r} + f"/{{name}}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    model = getattr(module, class_name)()
+    model.load_state_dict(torch.load({tmp!r} + f"/{{name}}.pt"), strict=True)
+    x = torch.load({tmp!r} + f"/{{name}}.input.pt")
+    with torch.no_grad():
+        outputs = {{"eval": model.eval()(x)}}
+        torch.manual_seed(7)
+        trained = model.train()(x)
+    outputs["train"] = list(trained) if isinstance(trained, tuple) else trained
+    torch.save(outputs, {tmp!r} + f"/{{name}}.out.pt")
+    report[name] = {{"fields": list(getattr(trained, "_fields", ())),
+                     "modules": sorted(type(m).__module__ for m in model.modules())}}
+print(json.dumps(report))
+"""
+
+
+@pytest.fixture(scope="module")
+def fresh(tmp_path_factory):
+    """Every case generated, then run once in a fresh interpreter without cnnspec."""
+    tmp = tmp_path_factory.mktemp("fresh")
+    expected, names = {}, []
+    for name, load in CASES.items():
+        spec = load()
+        source = to_python(spec)
+        (tmp / f"{name}.py").write_text(source)
+        torch.manual_seed(0)
+        model = cnnspec.build(spec)
+        # Non-trivial batchnorm statistics, so eval mode really uses them.
+        for module in model.modules():
+            if isinstance(module, torch.nn.BatchNorm2d):
+                module.running_mean.uniform_(-0.1, 0.1)
+                module.running_var.uniform_(0.5, 1.5)
+        torch.save(model.state_dict(), tmp / f"{name}.pt")
+        x = torch.randn((1,) + spec.input_shape)
+        torch.save(x, tmp / f"{name}.input.pt")
+        with torch.no_grad():
+            result = {"eval": model.eval()(x)}
+            torch.manual_seed(7)
+            trained = model.train()(x)
+        result["train"] = list(trained) if isinstance(trained, tuple) else trained
+        result["fields"] = list(getattr(trained, "_fields", ()))
+        expected[name] = result
+        names.append((name, ast.parse(source).body[-1].name))
+    script = FRESH.format(root=str(ROOT), cases=names, tmp=str(tmp))
+    run = subprocess.run([sys.executable, "-I", "-c", script], capture_output=True,
+                         text=True, timeout=120, cwd=tmp,
+                         env={"PATH": os.environ.get("PATH", ""), "HOME": str(tmp)})
+    assert run.returncode == 0, run.stderr
+    report = json.loads(run.stdout.strip().splitlines()[-1])
+    found = {name: torch.load(tmp / f"{name}.out.pt") for name in CASES}
+    return report, expected, found
+
+
+def test_fresh_interpreter_cannot_import_cnnspec(fresh):
+    report, _, _ = fresh
+    assert report["cnnspec_importable"] is False
+    for name in CASES:
+        assert not any(m.startswith("cnnspec") for m in report[name]["modules"])
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_generated_module_matches_build(fresh, name):
+    report, expected, found = fresh
+    torch.testing.assert_close(found[name]["eval"], expected[name]["eval"],
+                               rtol=0, atol=1e-5)
+    # Training too: same layers called in the same order draw the same random numbers
+    # (dropout, drop-path, FractalNet's branch dropping).
+    torch.testing.assert_close(found[name]["train"], expected[name]["train"],
+                               rtol=0, atol=1e-5)
+    assert report[name]["fields"] == expected[name]["fields"]
+
+
+def test_auxiliary_heads_as_a_named_tuple_in_training(fresh):
+    report, expected, _ = fresh
+    assert report["googlenet"]["fields"] == ["logits", "aux1", "aux2"]
+    assert all(tuple(t.shape) == (1, 10) for t in expected["googlenet"]["train"])
+
+
+def test_state_dict_keys_and_layer_paths_are_builds():
+    spec = CASES["densenet121"]()
+    namespace: dict = {}
+    exec(compile(to_python(spec), "densenet121.py", "exec"), namespace)
+    generated = namespace["Densenet121"]()
+    built = cnnspec.build(spec)
+    assert list(generated.state_dict()) == list(built.state_dict())
+    assert "features.denseblock1.denselayer1.norm1.running_mean" in built.state_dict()
+    assert ([n for n, _ in generated.named_modules()]
+            == [n for n, _ in built.named_modules()])
+
+
+def test_generated_source_is_readable_and_imports_only_torch():
+    source = to_python(cnnspec.load(SPECS / "googlenet.cnn"))
+    tree = ast.parse(source)
+    imported = {alias.name.split(".")[0] for node in ast.walk(tree)
+                if isinstance(node, ast.Import) for alias in node.names}
+    imported |= {node.module.split(".")[0] for node in ast.walk(tree)
+                 if isinstance(node, ast.ImportFrom)}
+    assert imported == {"torch", "collections"}
+    assert ast.get_docstring(tree).startswith("googlenet: generated by cnnspec")
+    assert "13,004,888" in source and "1,498,376,192" in source
+    assert ("self.inception3a.branch2[1].conv = nn.Conv2d(96, 128, kernel_size=3, "
+            "padding=1, bias=False)") in source
+    assert "self.inception3a.branch2[1].bn = nn.BatchNorm2d(128, eps=0.001)" in source
+    assert "torch.cat([inception3a_branch1, inception3a_branch2," in source
+    assert "if self.training:" in source
+    forward = source[source.index("    def forward(self, x):"):]
+    body = [line for line in forward.splitlines()[1:] if " = " in line]
+    assert body and all("  # " in line for line in body
+                        if not line.rstrip().endswith(","))
+    assert "  # 256x28x28" in forward and "  # 1024\n" in forward
+
+    resnet = to_python(CASES["resnet18"]())
+    assert "self.layer1[0].conv1 = nn.Conv2d(64, 64, kernel_size=3, padding=1, " \
+        "bias=False)" in resnet
+    assert "maxpool = self.maxpool(x)" in resnet and "x = x + maxpool" in resnet
+    assert "for " not in resnet[resnet.index("def forward"):]
+
+    fractal = to_python(CASES["fractal_net"]())
+    assert "class DropPath(nn.Module):" in fractal and "class MeanJoin(nn.Module):" in fractal
+    assert "self.sd = DropPath(p=0.2)" in fractal
+    assert "self.body.mean = MeanJoin(p=0.15)" in fractal
+
+
+def _cnnspec(*args, cwd=None, env=None):
+    return subprocess.run([sys.executable, "-m", "cnnspec", *map(str, args)],
+                          capture_output=True, text=True, timeout=60, cwd=cwd, env=env)
+
+
+def test_cli_compile_writes_py_next_to_the_user(tmp_path):
+    run = _cnnspec("compile", SPECS / "resnet18.cnn", cwd=tmp_path,
+                   env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 0, run.stderr
+    assert "layer2.0.downsample.0" in run.stdout and "11,689,512" in run.stdout
+    assert run.stdout.strip().splitlines()[-1].startswith("wrote resnet18.py")
+    source = (tmp_path / "resnet18.py").read_text()
+    assert source == to_python(cnnspec.load(SPECS / "resnet18.cnn"),
+                               source=str(SPECS / "resnet18.cnn"))
+
+
+def test_cli_py_needs_no_torch_and_exports_say_clearly_they_do(tmp_path):
+    blocker = tmp_path / "blocker" / "torch"
+    blocker.mkdir(parents=True)
+    (blocker / "__init__.py").write_text("raise ImportError('torch is blocked')\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(blocker.parent), str(ROOT)])}
+    run = _cnnspec("compile", SPECS / "lenet5.cnn", "--depth", "1", "-o",
+                   tmp_path / "net.py", env=env)
+    assert run.returncode == 0, run.stderr
+    assert (tmp_path / "net.py").exists()
+    run = _cnnspec("compile", SPECS / "lenet5.cnn", "--format", "pt2", env=env,
+                   cwd=tmp_path)
+    assert run.returncode == 2
+    assert "needs torch" in run.stderr and "Traceback" not in run.stderr
+    assert not (tmp_path / "lenet5.pt2").exists()
+
+
+def test_cli_bad_spec_exits_1_with_the_diagnostic(tmp_path):
+    bad = tmp_path / "alexnet224.cnn"
+    bad.write_text("network a {\n    input 3x224x224\n    conv1: conv 96 k=11 s=4\n}\n")
+    run = _cnnspec("compile", bad, cwd=tmp_path, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert run.returncode == 1
+    assert "error[E0301]" in run.stderr and "54.25" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert not (tmp_path / "alexnet224.py").exists()
+    assert _cnnspec("compile", bad, "--format", "tflite").returncode == 2
+
+
+def _compile_in_process(capsys, *args) -> str:
+    torch.manual_seed(0)
+    assert cli.main(["compile", *map(str, args)]) == 0
+    return capsys.readouterr().out
+
+
+def test_cli_pt2_reloads_and_matches(tmp_path, capsys):
+    path = tmp_path / "tiny.cnn"
+    path.write_text(TINY)
+    out = _compile_in_process(capsys, path, "--format", "pt2", "-o", tmp_path / "t.pt2")
+    assert f"wrote {tmp_path / 't.pt2'}" in out and "Params:" in out
+    torch.manual_seed(0)
+    model = cnnspec.build(path).eval()  # the same seed gives the same weights
+    program = torch.export.load(tmp_path / "t.pt2")
+    x = torch.randn(3, 3, 16, 16)  # batch size is dynamic
+    with torch.no_grad():
+        torch.testing.assert_close(program.module()(x), model(x), rtol=0, atol=1e-5)
+
+
+def test_cli_onnx_passes_the_checker_and_onnxruntime_matches(tmp_path, capsys):
+    onnx = pytest.importorskip("onnx")
+    ort = pytest.importorskip("onnxruntime")
+    pytest.importorskip("onnxscript")
+    path = tmp_path / "tiny.cnn"
+    path.write_text(TINY)
+    target = tmp_path / "tiny.onnx"  # the format comes from the extension
+    out = _compile_in_process(capsys, path, "-o", target)
+    assert out.strip().splitlines()[-1].startswith(f"wrote {target} (ONNX")
+    onnx.checker.check_model(onnx.load(str(target)))
+    torch.manual_seed(0)
+    model = cnnspec.build(path).eval()
+    session = ort.InferenceSession(str(target), providers=["CPUExecutionProvider"])
+    x = torch.randn(4, 3, 16, 16)
+    (found,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    with torch.no_grad():
+        expected = model(x).numpy()
+    assert abs(found - expected).max() < 1e-4
+
+
+def test_docs_excerpt_is_real_generated_code():
+    doc = (ROOT / "docs" / "compile.md").read_text()
+    source = to_python(cnnspec.load(SPECS / "resnet18.cnn"), source="specs/resnet18.cnn")
+    excerpt = doc.split("```python\n")[1].split("```")[0]  # the first: the excerpt
+    lines = [line for line in excerpt.splitlines() if line.strip() not in ("", "...")]
+    assert len(lines) > 30
+    for line in lines:
+        assert line in source.splitlines(), line
