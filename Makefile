@@ -1,6 +1,9 @@
 # Two entry points, both safe on a fresh machine (Python 3.11 and pip, nothing else):
-#   make demo   set up .venv, then check and summarise specs/googlenet.cnn
-#   make test   set up .venv, then run the whole test suite
+#   make demo   set up, then compile specs/googlenet.cnn (summary + out/googlenet.py)
+#               and render its diagram (out/googlenet.svg)
+#   make test   set up, then run the whole test suite
+# Setting up makes .venv and, when Graphviz's `dot` is missing, installs it with
+# apt-get (as root, or through sudo).
 # pyproject.toml declares version ranges for users; the exact torch pair that
 # development and CI use is pinned here.
 PYTHON ?= python3
@@ -8,8 +11,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test
-setup: $(VENV)/.installed
+.PHONY: setup demo test graphviz
+setup: $(VENV)/.installed graphviz
+
+graphviz:
+	@command -v dot >/dev/null || { \
+	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq graphviz >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -19,8 +27,10 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 demo: setup
-	$(BIN)/cnnspec check specs/googlenet.cnn
-	$(BIN)/cnnspec summary specs/googlenet.cnn
+	mkdir -p out
+	$(BIN)/cnnspec compile specs/googlenet.cnn -o out/googlenet.py
+	$(BIN)/cnnspec render specs/googlenet.cnn -o out/googlenet.svg --depth 2
+	@echo "diagram: out/googlenet.svg"
 
 test: setup
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2

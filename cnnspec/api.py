@@ -79,6 +79,24 @@ class Spec:
     def _layers(self):
         return ((n, self.table[n.id]) for n in self.graph.nodes[1:])
 
+    def to_networkx(self):
+        """The layer DAG as a `networkx.DiGraph`, keyed by layer name, with each
+        layer's op, label, params, MACs, output shape, receptive field and block path."""
+        from .graph import to_networkx
+
+        return to_networkx(self)
+
+    def _repr_svg_(self):
+        """Jupyter shows a Spec as its diagram; None (plain repr) without Graphviz."""
+        try:
+            from .render import RenderError, svg
+        except ImportError:
+            return None
+        try:
+            return svg(self)
+        except RenderError:
+            return None
+
     def summary(self):
         from .summary import summarize
 

@@ -19,6 +19,8 @@ examples:
   cnnspec summary specs/googlenet.cnn --set aux_logits=false --json
   cnnspec compile specs/resnet18.cnn                 # writes resnet18.py (imports only torch)
   cnnspec compile specs/googlenet.cnn --format onnx  # writes googlenet.onnx
+  cnnspec render specs/googlenet.cnn -o googlenet.svg --depth 1
+  cnnspec graph specs/resnet50.cnn -o resnet50.graphml
 """
 
 FORMATS = {"py": ".py", "pt2": ".pt2", "onnx": ".onnx"}
@@ -58,6 +60,25 @@ def _parser() -> argparse.ArgumentParser:
                           "torch.export.save of the eval-mode model; onnx: torch.onnx.export")
     compile_.add_argument("--depth", type=int, metavar="N",
                           help="summary rows per block N levels deep")
+    render = spec_command("render", "draw the network: one node per layer, blocks as "
+                          "clusters, shapes on the edges")
+    render.add_argument("-o", "--output", required=True, metavar="OUT",
+                        help="the diagram; its extension picks the format: .svg, .png, "
+                        ".pdf (these need Graphviz's dot) or .dot (DOT source)")
+    render.add_argument("--depth", type=int, metavar="N",
+                        help="one node per block nested N levels deep; repeated "
+                        "identical blocks become one node marked xN (1: stem, blocks, head)")
+    render.add_argument("--rankdir", choices=("TB", "LR"), default="TB",
+                        help="top to bottom (default) or left to right")
+    render.add_argument("--no-shapes", dest="shapes", action="store_false",
+                        help="leave the output shapes off the edges")
+    render.add_argument("--theme", choices=("light", "dark"), default="light")
+    render.add_argument("--dpi", type=int, metavar="N",
+                        help="resolution of a .png (Graphviz's default is 96)")
+    graph = spec_command("graph", "write the layer graph with every layer's shape and "
+                         "cost, for networkx and other graph tools")
+    graph.add_argument("-o", "--output", required=True, metavar="OUT",
+                       help="a .graphml file, or .json (networkx node-link data)")
     return parser
 
 
@@ -95,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if not os.path.isfile(args.file):
         parser.error(f"no such file: {args.file}")
+    _check_output(args, parser)
     from .diagnostics import SpecError
 
     try:
@@ -111,6 +133,55 @@ def main(argv: list[str] | None = None) -> int:
         _print_summary(spec, as_json=args.json, depth=args.depth)
     if args.command == "compile":
         return _compile(spec, args)
+    if args.command == "render":
+        return _render(spec, args)
+    if args.command == "graph":
+        return _write_graph(spec, args.output)
+    return 0
+
+
+def _check_output(args, parser: argparse.ArgumentParser) -> None:
+    """Usage errors of `render` and `graph`, caught before the spec is read."""
+    if args.command == "render":
+        if args.depth is not None and args.depth < 1:
+            parser.error("--depth must be 1 or more")
+        if args.dpi is not None and args.dpi < 1:
+            parser.error("--dpi must be 1 or more")
+        from .render import RenderError, output_format
+
+        try:
+            output_format(args.output)
+        except RenderError as problem:
+            parser.error(str(problem))
+    elif args.command == "graph" and not args.output.lower().endswith((".graphml", ".json")):
+        parser.error(f"cannot tell the graph format from {args.output!r}: "
+                     "name it .graphml or .json")
+
+
+def _render(spec, args) -> int:
+    from .render import RenderError, render
+
+    try:
+        render(spec, args.output, depth=args.depth, rankdir=args.rankdir,
+               shapes=args.shapes, theme=args.theme, dpi=args.dpi)
+    except RenderError as problem:  # no `dot`, or dot failed
+        print(f"error: {problem}", file=sys.stderr)
+        return 2
+    except OSError as problem:
+        print(f"error: cannot write {args.output}: {problem.strerror or problem}",
+              file=sys.stderr)
+        return 2
+    return 0
+
+
+def _write_graph(spec, out: str) -> int:
+    from .graph import write_graph
+
+    try:
+        write_graph(spec, out)
+    except OSError as problem:
+        print(f"error: cannot write {out}: {problem.strerror or problem}", file=sys.stderr)
+        return 2
     return 0
 
 

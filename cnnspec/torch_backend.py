@@ -210,9 +210,11 @@ class TrainingHeads(nn.Module):
         self.aux_weights = dict(zip(names[1:], weights[1:]))
 
     def forward(self, x):
+        # `.forward` rather than a module call: the graphs are not submodules, so
+        # tracers (fx, torch.export) see only the shared layers they call.
         if self.training:
-            return self.outputs_type(*self._train_graph(x))
-        return self._eval_graph(x)
+            return self.outputs_type(*self._train_graph.forward(x))
+        return self._eval_graph.forward(x)
 
 
 def initialize(model: nn.Module, init) -> None:

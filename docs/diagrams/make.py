@@ -1,0 +1,33 @@
+"""Regenerate the diagrams in docs/diagrams/ (needs Graphviz's `dot`).
+
+    .venv/bin/python docs/diagrams/make.py
+
+Each PNG is `cnnspec render SPEC -o OUT --depth N` at 144 dpi.
+"""
+
+from pathlib import Path
+
+import cnnspec
+from cnnspec.render import render
+
+HERE = Path(__file__).resolve().parent
+SPECS = HERE.parent.parent / "specs"
+
+DIAGRAMS = [  # (spec, depth, output)
+    ("googlenet", 1, "googlenet_depth1.png"),
+    ("googlenet", 2, "googlenet_depth2.png"),
+    ("resnet50", 1, "resnet50_depth1.png"),
+    ("densenet121", 1, "densenet121_depth1.png"),
+    ("resnet18", None, "resnet18.png"),
+]
+
+
+def main() -> None:
+    for name, depth, out in DIAGRAMS:
+        spec = cnnspec.load(SPECS / f"{name}.cnn")
+        path = render(spec, HERE / out, depth=depth, dpi=144)
+        print(f"wrote {path.relative_to(HERE.parent.parent)}")
+
+
+if __name__ == "__main__":
+    main()
