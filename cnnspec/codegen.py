@@ -22,6 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from . import ops as O
+from .ir import in_place_nodes
 
 _ACTIVATIONS = {
     "relu": "ReLU", "relu6": "ReLU6", "tanh": "Tanh", "sigmoid": "Sigmoid",
@@ -79,7 +80,7 @@ def _unless(default, **keywords) -> dict:
     return {k: v for k, v in keywords.items() if v != default}
 
 
-def module_expr(op, in_shape: tuple[int, ...]) -> str | None:
+def module_expr(op, in_shape: tuple[int, ...], in_place: bool = False) -> str | None:
     """The constructor call for one layer (as `torch_backend.module_for` builds it),
     or None when the op is a plain function (input, concat, add, multiply)."""
     kind = type(op)
@@ -124,7 +125,7 @@ def module_expr(op, in_shape: tuple[int, ...]) -> str | None:
     if kind is O.DropPath:
         return _call("DropPath", p=op.p)
     if kind is O.Activation:
-        return f"nn.{_ACTIVATIONS[op.op]}()"
+        return f"nn.{_ACTIVATIONS[op.op]}({'inplace=True' if in_place else ''})"
     if kind is O.LeakyReLU:
         return _call("nn.LeakyReLU", negative_slope=op.negative_slope)
     if kind is O.ELU:
@@ -233,9 +234,10 @@ class _Writer:
         self.has_aux = len(self.outputs) > 1
         # A layer is a module exactly when module_for makes one (as _root_modules).
         self.modules: dict[int, str] = {}
+        self.in_place = in_place_nodes(spec.graph)
         for node in self.nodes[1:]:
             in_shape = spec.table[node.inputs[0]].shape if node.inputs else ()
-            expr = module_expr(node.op, in_shape)
+            expr = module_expr(node.op, in_shape, node.id in self.in_place)
             if expr is not None:
                 self.modules[node.id] = expr
         self.needs_scope = any("." in self.nodes[i].name for i in self.modules)
@@ -335,6 +337,10 @@ class _Writer:
                 expr = f"{_access('self', node.name.split('.'))}({', '.join(args)})"
             elif type(node.op) is O.Concat:
                 expr = f"torch.cat([{', '.join(args)}], 1)"
+            elif type(node.op) is O.Add and node.id in self.in_place \
+                    and names[node.id] == args[0] and len(args) == 2:
+                rows.append((training[node.id], f"{args[0]} += {args[1]}", shape))
+                continue
             elif type(node.op) is O.Add:
                 expr = " + ".join(args)
             elif type(node.op) is O.Multiply:

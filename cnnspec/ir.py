@@ -80,3 +80,28 @@ class Graph:
     @property
     def output(self) -> Node:
         return self.nodes[self.outputs[0].node]
+
+
+# Ops whose backward does not need their own output, so it may be overwritten.
+_OVERWRITABLE = {"conv", "dwconv", "batchnorm", "linear", "add", "concat", "maxpool",
+                 "avgpool", "adaptive_avgpool", "adaptive_maxpool"}
+
+
+def in_place_nodes(graph: Graph) -> set[int]:
+    """ReLUs and adds that may overwrite their (first) input, as torchvision's
+    `ReLU(inplace=True)` and `out += identity` do: the input has no other user and
+    comes from an op whose backward does not read its output."""
+    users = [0] * len(graph.nodes)
+    for node in graph.nodes:
+        for i in node.inputs:
+            users[i] += 1
+    for output in graph.outputs:
+        users[output.node] += 1
+    chosen = set()
+    for node in graph.nodes:
+        if node.op.op in ("relu", "add") and node.inputs:
+            source = graph.nodes[node.inputs[0]]
+            if users[source.id] == 1 and source.op.op in _OVERWRITABLE:
+                chosen.add(node.id)
+    return chosen
+

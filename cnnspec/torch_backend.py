@@ -22,7 +22,7 @@ import torch.fx as fx
 from torch import nn
 
 from . import ops as O
-from .ir import Node
+from .ir import Node, in_place_nodes
 
 
 class DropPath(nn.Module):
@@ -75,9 +75,11 @@ _ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
 }
 
 
-def module_for(op, in_shape: tuple[int, ...]) -> nn.Module | None:
+def module_for(op, in_shape: tuple[int, ...], in_place: bool = False) -> nn.Module | None:
     """The nn.Module for one layer, or None when the op is a plain function."""
     kind = type(op)
+    if kind is O.Activation and op.op == "relu":
+        return nn.ReLU(inplace=in_place)
     if kind is O.Conv:
         return nn.Conv2d(in_shape[0], op.out_channels, op.kernel_size, op.stride,
                          op.padding, op.dilation, op.groups, op.bias)
@@ -120,24 +122,31 @@ def module_for(op, in_shape: tuple[int, ...]) -> nn.Module | None:
     return None  # input, concat, add, multiply
 
 
-def _function_node(graph: fx.Graph, node: Node, args: list[fx.Node]) -> fx.Node:
+def _function_node(graph: fx.Graph, node: Node, args: list[fx.Node],
+                   in_place: bool) -> fx.Node:
     kind = type(node.op)
     if kind is O.Concat:
         return graph.call_function(torch.cat, (args, 1))
-    combine = {O.Add: operator.add, O.Multiply: operator.mul}[kind]
+    if kind is O.Add:
+        combine = operator.iadd if in_place else operator.add
+    else:
+        combine = operator.mul
     result = args[0]
     for other in args[1:]:
         result = graph.call_function(combine, (result, other))
     return result
 
 
-def _root_modules(spec) -> nn.Module:
-    """A module tree holding every layer at its dotted name."""
+def _root_modules(spec, in_place: set[int]) -> tuple[nn.Module, set[str]]:
+    """A module tree holding every layer at its dotted name, and those names."""
     root = nn.Module()
+    names = set()
     for node in spec.graph.nodes[1:]:
         inputs = node.inputs
-        module = module_for(node.op, spec.table[inputs[0]].shape if inputs else ())
+        module = module_for(node.op, spec.table[inputs[0]].shape if inputs else (),
+                            node.id in in_place)
         if module is not None:
+            names.add(node.name)
             parent = root
             *path, leaf = node.name.split(".")
             for part in path:
@@ -145,10 +154,10 @@ def _root_modules(spec) -> nn.Module:
                     parent.add_module(part, nn.Module())
                 parent = getattr(parent, part)
             parent.add_module(leaf, module)
-    return root
+    return root, names
 
 
-def _graph(spec, root: nn.Module, training: bool) -> fx.Graph:
+def _graph(spec, modules: set[str], in_place: set[int], training: bool) -> fx.Graph:
     """The straight-line graph: every node reachable from the outputs, in order."""
     outputs = spec.graph.outputs if training else spec.graph.outputs[:1]
     needed = _ancestors(spec.graph.nodes, [o.node for o in outputs])
@@ -160,10 +169,10 @@ def _graph(spec, root: nn.Module, training: bool) -> fx.Graph:
         args = [values[i] for i in node.inputs]
         if type(node.op) is O.Input:
             values[node.id] = graph.placeholder("x")
-        elif _has_module(root, node.name):
+        elif node.name in modules:
             values[node.id] = graph.call_module(node.name, tuple(args))
         else:
-            values[node.id] = _function_node(graph, node, args)
+            values[node.id] = _function_node(graph, node, args, node.id in in_place)
         values[node.id].meta["cnnspec_shape"] = spec.table[node.id].shape
         values[node.id].meta["cnnspec_name"] = node.name
     if len(outputs) == 1:
@@ -182,14 +191,6 @@ def _ancestors(nodes: list[Node], roots: list[int]) -> set[int]:
             seen.add(current)
             stack.extend(nodes[current].inputs)
     return seen
-
-
-def _has_module(root: nn.Module, path: str) -> bool:
-    try:
-        root.get_submodule(path)
-        return True
-    except AttributeError:
-        return False
 
 
 class TrainingHeads(nn.Module):
@@ -248,12 +249,13 @@ def initialize(model: nn.Module, init) -> None:
 
 def to_torch(spec, *, device=None, dtype=None, memory_format=None) -> nn.Module:
     """Build the module for a checked spec (see the module docstring)."""
-    root = _root_modules(spec)
+    in_place = in_place_nodes(spec.graph)
+    root, modules = _root_modules(spec, in_place)
     if spec.recipe is not None and spec.recipe.init is not None:
         initialize(root, spec.recipe.init)
-    infer = fx.GraphModule(root, _graph(spec, root, training=False), spec.name)
+    infer = fx.GraphModule(root, _graph(spec, modules, in_place, False), spec.name)
     if len(spec.graph.outputs) > 1:
-        train = fx.GraphModule(root, _graph(spec, root, training=True), spec.name)
+        train = fx.GraphModule(root, _graph(spec, modules, in_place, True), spec.name)
         names = ["logits"] + [o.name.replace(".", "_") for o in spec.graph.outputs[1:]]
         model = TrainingHeads(train, infer, names,
                               [o.weight for o in spec.graph.outputs], spec.name)

@@ -205,7 +205,7 @@ def test_generated_source_is_readable_and_imports_only_torch():
     resnet = to_python(CASES["resnet18"]())
     assert "self.layer1[0].conv1 = nn.Conv2d(64, 64, kernel_size=3, padding=1, " \
         "bias=False)" in resnet
-    assert "maxpool = self.maxpool(x)" in resnet and "x = x + maxpool" in resnet
+    assert "maxpool = self.maxpool(x)" in resnet and "x += maxpool" in resnet
     assert "for " not in resnet[resnet.index("def forward"):]
 
     fractal = to_python(CASES["fractal_net"]())
