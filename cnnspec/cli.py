@@ -21,6 +21,7 @@ examples:
   cnnspec compile specs/googlenet.cnn --format onnx  # writes googlenet.onnx
   cnnspec render specs/googlenet.cnn -o googlenet.svg --depth 1
   cnnspec graph specs/resnet50.cnn -o resnet50.graphml
+  cnnspec compare specs/*.cnn -o comparison.png
 """
 
 FORMATS = {"py": ".py", "pt2": ".pt2", "onnx": ".onnx"}
@@ -75,6 +76,14 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--theme", choices=("light", "dark"), default="light")
     render.add_argument("--dpi", type=int, metavar="N",
                         help="resolution of a .png (Graphviz's default is 96)")
+    compare = commands.add_parser(
+        "compare", help="compare networks: a cost table and the MACs-versus-parameters "
+        "chart", description="compare networks: a cost table and the classic chart of "
+        "MACs against parameters, bubble area proportional to activation memory")
+    compare.add_argument("files", metavar="FILE", nargs="+", help=".cnn specs")
+    compare.add_argument("-o", "--output", metavar="OUT",
+                         help="also draw the chart: .png, .svg or .pdf")
+    compare.add_argument("--json", action="store_true", help="print JSON instead of a table")
     graph = spec_command("graph", "write the layer graph with every layer's shape and "
                          "cost, for networkx and other graph tools")
     graph.add_argument("-o", "--output", required=True, metavar="OUT",
@@ -114,6 +123,8 @@ def _report(problem, stream) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "compare":
+        return _compare(args, parser)
     if not os.path.isfile(args.file):
         parser.error(f"no such file: {args.file}")
     _check_output(args, parser)
@@ -137,6 +148,42 @@ def main(argv: list[str] | None = None) -> int:
         return _render(spec, args)
     if args.command == "graph":
         return _write_graph(spec, args.output)
+    return 0
+
+
+def _compare(args, parser: argparse.ArgumentParser) -> int:
+    from .compare import CHART_FORMATS, chart, compare, table
+    from .diagnostics import SpecError
+
+    missing = [f for f in args.files if not os.path.isfile(f)]
+    if missing:
+        parser.error(f"no such file: {missing[0]}")
+    if args.output and not args.output.lower().endswith(CHART_FORMATS):
+        parser.error(f"cannot tell the chart format from {args.output!r}: "
+                     "name it .png, .svg or .pdf")
+    if args.output and _missing_modules(["matplotlib"]):
+        return _fail("the chart needs matplotlib: pip install 'cnnspec[chart]' "
+                     "(or leave out -o for the table alone)", 2)
+    from .api import load
+
+    try:
+        specs = [load(f) for f in args.files]
+    except SpecError as problem:
+        _report(problem, sys.stderr)
+        return 1
+    comparison = compare(specs)
+    if args.json:
+        print(comparison.model_dump_json(indent=2))
+    else:
+        from rich.console import Console
+
+        Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(
+            table(comparison))
+    if args.output:
+        try:
+            chart(comparison, args.output)
+        except OSError as problem:
+            return _fail(f"cannot write {args.output}: {problem.strerror or problem}", 2)
     return 0
 
 

@@ -2,12 +2,14 @@
 
     .venv/bin/python docs/diagrams/make.py
 
-Each PNG is `cnnspec render SPEC -o OUT --depth N` at 144 dpi.
+Each diagram is `cnnspec render SPEC -o OUT --depth N` at 144 dpi; comparison.png is
+`cnnspec compare specs/*.cnn -o docs/diagrams/comparison.png`.
 """
 
 from pathlib import Path
 
 import cnnspec
+from cnnspec.compare import chart, compare
 from cnnspec.render import render
 
 HERE = Path(__file__).resolve().parent
@@ -27,6 +29,9 @@ def main() -> None:
         spec = cnnspec.load(SPECS / f"{name}.cnn")
         path = render(spec, HERE / out, depth=depth, dpi=144)
         print(f"wrote {path.relative_to(HERE.parent.parent)}")
+    specs = [cnnspec.load(path) for path in sorted(SPECS.glob("*.cnn"))]
+    path = chart(compare(specs), HERE / "comparison.png")
+    print(f"wrote {path.relative_to(HERE.parent.parent)}")
 
 
 if __name__ == "__main__":
