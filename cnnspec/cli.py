@@ -49,7 +49,8 @@ def _parser() -> argparse.ArgumentParser:
                            "receptive field")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
     summary.add_argument("--depth", type=int, metavar="N",
-                         help="one row per block N levels deep (1: stem, stages, head)")
+                         help="one row per block instance nested N levels deep "
+                         "(1: GoogLeNet's stem, nine Inception modules and head)")
     compile_ = spec_command("compile", "check a spec, print its summary and write it as "
                             "PyTorch source (py), a torch.export program (pt2) or ONNX")
     compile_.add_argument("-o", "--output", metavar="OUT",

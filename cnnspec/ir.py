@@ -105,3 +105,10 @@ def in_place_nodes(graph: Graph) -> set[int]:
                 chosen.add(node.id)
     return chosen
 
+
+def block_at(node: Node, depth: int) -> tuple[str, str] | None:
+    """The (path, block name) of the block instance `depth` levels out that holds
+    `node`, or None when the node is nested less deep. Diagrams and summaries
+    collapse by it."""
+    return node.blocks[depth - 1] if len(node.blocks) >= depth else None
+

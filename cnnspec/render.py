@@ -26,6 +26,7 @@ from pathlib import Path
 import graphviz
 
 from .check import shape_text
+from .ir import block_at
 from .summary import human
 
 FORMATS = ("svg", "png", "pdf", "dot")
@@ -109,8 +110,9 @@ def items(spec, depth: int | None = None) -> list[Item]:
         raise ValueError("depth must be 1 or more")
     grouped: dict[str, Item] = {}
     for node in spec.graph.nodes:
-        if depth is not None and len(node.blocks) >= depth:
-            path, block = node.blocks[depth - 1]
+        instance = block_at(node, depth) if depth is not None else None
+        if instance is not None:
+            path, block = instance
             grouped.setdefault(path, Item(path, block=block)).members.append(node)
         else:
             grouped[node.name] = Item(node.name, [node])

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
+from .ir import block_at
+
 
 class LayerSummary(BaseModel):
     model_config = ConfigDict(frozen=True)
@@ -52,40 +54,29 @@ def summarize(spec) -> Summary:
 
 
 def collapse(spec, summary: Summary, depth: int) -> Summary:
-    """Merge layers deeper than `depth` dotted levels into one row per scope.
+    """One row per block instance nested `depth` deep (as `render --depth` draws them).
 
-    A merged row sums params and MACs, keeps the scope's last output shape and the
-    largest receptive field, and names the block it instantiates (`inception`,
-    `3x bottleneck`) as its op.
+    A merged row sums params and MACs, keeps the block's last output shape and the
+    largest receptive field, and names the block (`inception`, `bottleneck`) as its op.
     """
-    blocks = {path: block for node in spec.graph.nodes for path, block in node.blocks}
-    groups: dict[str, list[LayerSummary]] = {}
-    for layer in summary.layers:
-        groups.setdefault(".".join(layer.name.split(".")[:depth]), []).append(layer)
+    groups: dict[str, tuple[str | None, list[LayerSummary]]] = {}
+    for node, layer in zip(spec.graph.nodes[1:], summary.layers):
+        path, block = block_at(node, depth) or (layer.name, None)
+        groups.setdefault(path, (block, []))[1].append(layer)
     rows = []
-    for key, members in groups.items():
-        if len(members) == 1 and members[0].name == key:
-            rows.append(members[0])
+    for path, (block, members) in groups.items():
+        if block is None:
+            rows.extend(members)
             continue
         last = members[-1]
         rows.append(LayerSummary(
-            name=key, op=_scope_label(key, blocks), output_shape=last.output_shape,
+            name=path, op=block, output_shape=last.output_shape,
             params=sum(m.params for m in members), macs=sum(m.macs for m in members),
             receptive_field=[max(m.receptive_field[0] for m in members),
                              max(m.receptive_field[1] for m in members)],
             activation_bytes=sum(m.activation_bytes for m in members),
             training_only=all(m.training_only for m in members)))
     return summary.model_copy(update={"layers": rows})
-
-
-def _scope_label(path: str, blocks: dict[str, str]) -> str:
-    if path in blocks:
-        return blocks[path]
-    children = [block for child, block in blocks.items()
-                if child.rsplit(".", 1)[0] == path]
-    if children and len(set(children)) == 1:
-        return f"{len(children)}x {children[0]}"
-    return "group"
 
 
 def human(number: float, unit: str = "") -> str:

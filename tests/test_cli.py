@@ -70,3 +70,13 @@ def test_check_imports_no_heavy_backend():
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          timeout=60)
     assert run.stdout.strip() == "[]", run.stdout + run.stderr
+
+
+def test_depth_rows_are_block_instances_like_the_diagram():
+    run = cnnspec("summary", SPECS / "densenet121.cnn", "--depth", "1", "--json")
+    rows = {layer["name"]: layer for layer in json.loads(run.stdout)["layers"]}
+    block = rows["features.denseblock1"]
+    assert block["op"] == "dense_block" and block["output_shape"] == [256, 56, 56]
+    # Six dense layers on c = 64, 96, ..., 224 input channels: batchnorm 2c, 1x1 conv
+    # c*128, batchnorm 2*128, 3x3 conv 128*32*9 -> 130 * 864 + 6 * 37,120.
+    assert block["params"] == 130 * 864 + 6 * (256 + 128 * 32 * 9) == 335_040
