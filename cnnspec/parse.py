@@ -38,12 +38,31 @@ def grammar_path() -> Path:
 
 
 class _PostLexer:
-    """Drops newlines inside parentheses, refuses absurd nesting depth, and lets `x`
-    be an ordinary name except between shape dimensions (`c x 56`)."""
+    """Drops newlines inside parentheses and after a trailing comma, refuses absurd nesting depth, lets `x` be an
+    ordinary name except between shape dimensions (`c x 56`), and lets a keyword
+    name a layer (`block: {...}`)."""
 
     always_accept = ("_NL",)
 
     def process(self, stream):
+        from lark import Token
+
+        yield from self._checked(self._keywords_as_labels(stream, Token))
+
+    @staticmethod
+    def _keywords_as_labels(stream, Token):
+        """A keyword right before `:` is a label: torchvision calls a module `block`."""
+        held = None
+        for token in stream:
+            if held is not None:
+                if token.type == "COLON" and held.type.isupper() and held.isidentifier():
+                    held = Token.new_borrow_pos("NAME", held, held)
+                yield held
+            held = token
+        if held is not None:
+            yield held
+
+    def _checked(self, stream):
         from lark import Token
 
         depth = 0
@@ -73,7 +92,7 @@ class _PostLexer:
                 ifs = 0
             if signs > MAX_NESTING or ifs > MAX_NESTING:
                 raise _TooDeep(first, "operators")
-            previous = kind
+            before, previous = previous, kind
             if kind in ("LPAR", "LBRACE", "_LBRACE_NAME"):
                 depth += 1
                 parens += kind == "LPAR"
@@ -82,7 +101,8 @@ class _PostLexer:
             elif kind in ("RPAR", "RBRACE"):
                 depth -= 1
                 parens -= kind == "RPAR"
-            elif kind == "_NL" and parens > 0:
+            elif kind == "_NL" and (parens > 0 or before == "COMMA"):
+                previous = before  # a line after a trailing comma continues the list
                 continue
             yield token
 

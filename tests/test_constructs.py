@@ -249,3 +249,10 @@ def test_summary_json_fields():
     conv1 = summary["layers"][0]
     assert conv1["name"] == "conv1" and conv1["op"] == "conv 7x7/2, 64"
     assert conv1["output_shape"] == [64, 112, 112] and conv1["params"] == 9408
+
+
+def test_keywords_can_label_layers():
+    """torchvision's EfficientNet names a module `block`; a label may be any keyword."""
+    spec = cnnspec.load("network t { input 8x4x4\n block: { conv 8 k=1 }\n"
+                        " add: relu\n gate: { sigmoid } }")
+    assert spec.layer_names == ["block.0", "add", "gate.0"]

@@ -380,7 +380,10 @@ _CHILD = textwrap.dedent("""
                  column=d.span.column if d.span else None,
                  file=d.span.source.name if d.span else None)
             for d in err.diagnostics])
-    report["maxrss_kb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM is this process's own peak; ru_maxrss would include the parent's (fork).
+    with open("/proc/self/status") as status:
+        report["maxrss_kb"] = next(int(line.split()[1]) for line in status
+                                   if line.startswith("VmHWM:"))
     print(json.dumps(report))
 """)
 

@@ -1,0 +1,137 @@
+"""DenseNet-161/169/201, SqueezeNet 1.0/1.1 and EfficientNet-B0...B7 against torchvision.
+
+For every spec: the parameter count is torchvision's, the state dict has torchvision's
+keys and shapes and loads strictly, and the MACs are torchvision's documented "GFLOPS"
+(which count multiply-adds, at the weights' inference resolution) within 1%. Eval
+outputs are compared (batch 1, 1e-5) for all but EfficientNet-B2...B7, whose reference
+models are expensive to run; for those, parameters and state-dict keys and shapes are
+compared on models built on the meta device (no memory, no initialisation cost).
+EfficientNet-B1...B7 are B0 scaled by the network parameters width_mult and depth_mult
+(specs/blocks/efficientnet.cnn), so these tests also check the compound scaling."""
+
+import pytest
+import torch
+import torchvision.models as tvm
+
+import cnnspec
+from conftest import SPECS
+
+# name -> (torchvision weights enum, whether to compare eval outputs)
+MODELS = {
+    "densenet161": (tvm.DenseNet161_Weights, True),
+    "densenet169": (tvm.DenseNet169_Weights, True),
+    "densenet201": (tvm.DenseNet201_Weights, True),
+    "squeezenet1_0": (tvm.SqueezeNet1_0_Weights, True),
+    "squeezenet1_1": (tvm.SqueezeNet1_1_Weights, True),
+    "efficientnet_b0": (tvm.EfficientNet_B0_Weights, True),
+    "efficientnet_b1": (tvm.EfficientNet_B1_Weights, True),
+    **{f"efficientnet_b{i}": (getattr(tvm, f"EfficientNet_B{i}_Weights"), False)
+       for i in range(2, 8)},
+}
+
+# (width_mult, depth_mult, resolution, dropout): torchvision's efficientnet_bN and the
+# crop size of its IMAGENET1K_V1 weights.
+EFFICIENTNET = {
+    0: (1.0, 1.0, 224, 0.2), 1: (1.0, 1.1, 240, 0.2), 2: (1.1, 1.2, 288, 0.3),
+    3: (1.2, 1.4, 300, 0.3), 4: (1.4, 1.8, 380, 0.4), 5: (1.6, 2.2, 456, 0.4),
+    6: (1.8, 2.6, 528, 0.5), 7: (2.0, 3.1, 600, 0.5),
+}
+
+
+def _reference(name, device="cpu"):
+    with torch.device(device):
+        return getattr(tvm, name)(weights=None)
+
+
+def _shapes(module):
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_parameters_and_state_dict_keys_match_torchvision(name):
+    spec = cnnspec.load(SPECS / f"{name}.cnn")
+    weights, _ = MODELS[name]
+    assert spec.params == weights.IMAGENET1K_V1.meta["num_params"]
+    with torch.device("meta"):
+        model = cnnspec.build(spec)
+    reference = _reference(name, "meta")
+    assert spec.params == sum(p.numel() for p in reference.parameters())
+    assert _shapes(model) == _shapes(reference)
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_macs_match_torchvision_documented_gflops(name):
+    weights, _ = MODELS[name]
+    meta = weights.IMAGENET1K_V1.meta
+    crop = weights.IMAGENET1K_V1.transforms().crop_size[0]
+    spec = cnnspec.load(SPECS / f"{name}.cnn")
+    assert spec.input_shape == (3, crop, crop)
+    assert spec.macs / 1e9 == pytest.approx(meta["_ops"], rel=0.01)
+
+
+@pytest.mark.parametrize("name", sorted(n for n, (_, run) in MODELS.items() if run))
+def test_strict_load_and_equal_eval_outputs(name):
+    torch.manual_seed(0)
+    reference = _reference(name).eval()
+    spec = cnnspec.load(SPECS / f"{name}.cnn")
+    model = cnnspec.build(spec).eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn((1,) + spec.input_shape)
+    with torch.no_grad():
+        expected, found = reference(x), model(x)
+    torch.testing.assert_close(found, expected, rtol=0, atol=1e-5)
+
+
+# One network on the shared features block, with every scaling knob a parameter.
+SCALABLE = """import "{blocks}"
+network efficientnet(classes = 1000, width_mult = 1.0, depth_mult = 1.0,
+                     resolution = 224, dropout = 0.2, eps = 0.00001, momentum = 0.1) {{
+    input 3 x resolution x resolution
+    features: efficientnet_features(width_mult, depth_mult, 0.2, eps, momentum)
+    avgpool: avgpool global
+    flatten
+    classifier: {{ dropout dropout; linear classes }}
+}}
+"""
+
+
+@pytest.mark.parametrize("variant", sorted(EFFICIENTNET))
+def test_efficientnet_variants_are_b0_compound_scaled(variant, tmp_path):
+    """B0 with B<variant>'s multipliers, resolution and dropout is B<variant>."""
+    width, depth, resolution, dropout = EFFICIENTNET[variant]
+    path = tmp_path / "efficientnet.cnn"
+    path.write_text(SCALABLE.format(blocks=(SPECS / "blocks" / "efficientnet.cnn").as_posix()))
+    bn = {"eps": 0.001, "momentum": 0.01} if variant >= 5 else {}
+    scaled = cnnspec.load(path, width_mult=width, depth_mult=depth,
+                          resolution=resolution, dropout=dropout, **bn)
+    spec = cnnspec.load(SPECS / f"efficientnet_b{variant}.cnn")
+    assert (scaled.params, scaled.macs, scaled.input_shape, scaled.output_shape) == \
+        (spec.params, spec.macs, spec.input_shape, spec.output_shape)
+    assert [n.name for n in scaled.graph.nodes] == [n.name for n in spec.graph.nodes]
+    assert [spec.table[n.id].shape for n in spec.graph.nodes] == \
+        [scaled.table[n.id].shape for n in scaled.graph.nodes]
+
+
+@pytest.mark.parametrize("name", ["efficientnet_b0", "efficientnet_b5"])
+def test_efficientnet_batchnorm_dropout_and_stochastic_depth(name):
+    """What the state dict does not show: batchnorm eps and momentum (torchvision's
+    defaults for B0-B4, eps 1e-3 and momentum 0.01 for B5-B7), the classifier's
+    dropout, and stochastic depth 0.2 * block index / blocks, only on residual blocks."""
+    with torch.device("meta"):
+        model = cnnspec.build(SPECS / f"{name}.cnn")
+    reference = _reference(name, "meta")
+    ours = dict(model.named_modules())
+    seen = 0
+    for key, module in reference.named_modules():
+        if isinstance(module, torch.nn.BatchNorm2d):
+            assert (ours[key].eps, ours[key].momentum) == (module.eps, module.momentum), key
+        elif isinstance(module, torch.nn.Dropout):
+            assert ours[key].p == module.p, key
+        elif type(module).__name__ == "MBConv":
+            drop = f"{key}.stochastic_depth"
+            if module.use_res_connect:
+                assert ours[drop].p == pytest.approx(module.stochastic_depth.p), key
+                seen += 1
+            else:
+                assert drop not in ours, key
+    assert seen > 0
