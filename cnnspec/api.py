@@ -45,6 +45,11 @@ class Spec:
         return sum(f.params for f in self.table.facts)
 
     @property
+    def trainable_params(self) -> int:
+        """Parameters outside `frozen { }`: what fine-tuning updates."""
+        return sum(f.params for n, f in self._layers() if not n.frozen)
+
+    @property
     def inference_params(self) -> int:
         """Parameters used in eval mode: auxiliary heads left out."""
         return sum(f.params for n, f in self._layers() if not n.training_only)

@@ -307,6 +307,11 @@ class _Writer:
                     lines.append(f"{self._target(path[:depth])} = Scope()"
                                  + (f"  # {block}" if block else ""))
             lines.append(f"{self._target(path + [leaf])} = {self.modules[node_id]}")
+        frozen = [self.nodes[i].name.split(".") for i in self.modules
+                  if self.nodes[i].frozen and self.spec.table[i].params]
+        if frozen:
+            lines.append("# Frozen in the spec: these parameters are not trained.")
+            lines += [f"{self._target(path)}.requires_grad_(False)" for path in frozen]
         return lines
 
     def _target(self, path: list[str]) -> str:

@@ -63,6 +63,7 @@ class _Context:
     blocks: tuple[tuple[str, str], ...] = ()
     calls: tuple[Span, ...] = ()
     training_only: bool = False
+    frozen: bool = False
     in_network: bool = True
 
 
@@ -255,7 +256,8 @@ class _Elaborator:
         path = ctx.scope.place(label)
         self.claim(path, call.span)
         inner = _Context(env, _Scope(path), ctx.blocks + ((path, block.name),),
-                         ctx.calls + (call.span,), ctx.training_only, in_network=False)
+                         ctx.calls + (call.span,), ctx.training_only, ctx.frozen,
+                         in_network=False)
         return self.sequence(block.body, cur, inner)
 
     def _bind_block_args(self, block: S.Definition, call: S.Call, evaluate, cur) -> dict:
@@ -383,6 +385,11 @@ class _Elaborator:
         self.graph.outputs.append(Output(name, out, float(weight)))
         return cur
 
+    def construct_frozen(self, unit: S.Frozen, cur, ctx, label) -> int:
+        _need_body("frozen", unit)
+        inner = self.child(ctx, label, unit.span) if label is not None else ctx
+        return self.sequence(unit.body, cur, replace(inner, frozen=True))
+
     def construct_repeat(self, unit: S.Repeat, cur, ctx, label) -> int:
         inner = self.child(ctx, label, unit.span) if label is not None else ctx
         count = self._count(unit.count, cur, ctx)
@@ -403,7 +410,7 @@ class _Elaborator:
                         help="check repeat counts and recursive blocks")
         node = self.graph.add(name=name, op=op, inputs=inputs, span=span,
                               blocks=ctx.blocks, calls=ctx.calls,
-                              training_only=ctx.training_only)
+                              training_only=ctx.training_only, frozen=ctx.frozen)
         self.table.ensure(node.id)
         return node.id
 

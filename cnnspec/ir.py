@@ -27,6 +27,8 @@ class Node(NamedTuple):
     calls: tuple[Span, ...] = ()
     # True inside an auxiliary head: present in training, absent in inference.
     training_only: bool = False
+    # True inside `frozen { }`: parameters kept fixed in training.
+    frozen: bool = False
 
 
 class Assertion(NamedTuple):

@@ -437,6 +437,9 @@ class _ToSyntax:
     def rule_aux(self, children, meta):
         return S.Aux(self._arguments(children[:-1]), children[-1].body, self.span(meta))
 
+    def rule_frozen(self, children, meta):
+        return S.Frozen(children[0].body, self.span(meta))
+
     def rule_repeat(self, children, meta):
         variable = str(children[1]) if len(children) == 3 else None
         return S.Repeat(children[0], variable, children[-1].body, self.span(meta))

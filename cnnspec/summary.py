@@ -22,6 +22,7 @@ class LayerSummary(BaseModel):
     receptive_field: list[int]  # [height, width] in input pixels
     activation_bytes: int
     training_only: bool = False
+    frozen: bool = False
 
 
 class Summary(BaseModel):
@@ -46,10 +47,12 @@ def summarize(spec) -> Summary:
             name=node.name, op=node.op.label(), output_shape=list(facts.shape),
             params=facts.params, macs=facts.macs,
             receptive_field=list(facts.receptive_field),
-            activation_bytes=facts.elements * size, training_only=node.training_only))
+            activation_bytes=facts.elements * size, training_only=node.training_only,
+            frozen=node.frozen))
     return Summary(name=spec.name, input_shape=list(spec.input_shape),
                    output_shape=list(spec.output_shape), params=spec.params,
-                   trainable_params=spec.params, inference_params=spec.inference_params,
+                   trainable_params=spec.trainable_params,
+                   inference_params=spec.inference_params,
                    macs=spec.macs, activation_bytes=spec.activation_bytes, layers=layers)
 
 
@@ -75,7 +78,8 @@ def collapse(spec, summary: Summary, depth: int) -> Summary:
             receptive_field=[max(m.receptive_field[0] for m in members),
                              max(m.receptive_field[1] for m in members)],
             activation_bytes=sum(m.activation_bytes for m in members),
-            training_only=all(m.training_only for m in members)))
+            training_only=all(m.training_only for m in members),
+            frozen=all(m.frozen for m in members)))
     return summary.model_copy(update={"layers": rows})
 
 
@@ -109,7 +113,8 @@ def table(summary: Summary):
     grid.add_column("RF", justify="right")
     for layer in summary.layers:
         rf_h, rf_w = layer.receptive_field
-        grid.add_row(layer.name + (" (aux)" if layer.training_only else ""), layer.op,
+        mark = " (aux)" if layer.training_only else " (frozen)" if layer.frozen else ""
+        grid.add_row(layer.name + mark, layer.op,
                      _shape(layer.output_shape), f"{layer.params:,}" if layer.params else "",
                      f"{layer.macs:,}" if layer.macs else "",
                      str(rf_h) if rf_h == rf_w else f"{rf_h}x{rf_w}",
@@ -123,6 +128,8 @@ def totals(summary: Summary) -> str:
     if summary.inference_params != summary.params:
         lines.append(f"             {summary.inference_params:,} without auxiliary heads "
                      "(eval mode)")
+    if summary.trainable_params != summary.params:
+        lines.append(f"             {summary.trainable_params:,} trainable (the rest frozen)")
     lines.append(f"MACs:        {summary.macs:,} ({human(summary.macs)}) per image")
     lines.append(f"Activations: {human_bytes(summary.activation_bytes)} per image "
                  "(every layer output, eval mode)")

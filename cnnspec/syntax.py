@@ -161,7 +161,14 @@ class Repeat(NamedTuple):
     span: Span
 
 
-Unit = Union[Call, Group, Residual, Join, Dense, Gate, Aux, Repeat]
+class Frozen(NamedTuple):
+    """`frozen { body }`: layers whose parameters are not trained (transfer learning)."""
+
+    body: tuple["Statement", ...]
+    span: Span
+
+
+Unit = Union[Call, Group, Residual, Join, Dense, Gate, Aux, Repeat, Frozen]
 
 
 class Item(NamedTuple):

@@ -153,7 +153,7 @@ def _root_modules(spec, in_place: set[int]) -> tuple[nn.Module, set[str]]:
                 if not hasattr(parent, part):
                     parent.add_module(part, nn.Module())
                 parent = getattr(parent, part)
-            parent.add_module(leaf, module)
+            parent.add_module(leaf, module.requires_grad_(not node.frozen))
     return root, names
 
 

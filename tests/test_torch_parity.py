@@ -102,3 +102,36 @@ def test_initialisation_declared_in_the_spec():
     fan_in = 64 * 3 * 3
     assert abs(he.weight.std().item() - (2 / fan_in) ** 0.5) < 0.002
     assert torch.all(he.bias == 0.0)
+
+
+def test_transfer_learning_spec_freezes_the_backbone():
+    """resnet18 with a new 2-class head: torchvision's backbone weights load, only the
+    head trains (2 * 512 + 2 = 1,026 parameters)."""
+    spec = cnnspec.load(SPECS / "resnet18_transfer.cnn")
+    assert spec.params == 11_689_512 - (512 * 1000 + 1000) + 1_026
+    assert spec.trainable_params == 1_026
+    torch.manual_seed(0)
+    model = cnnspec.build(spec)
+    backbone = {k: v for k, v in tvm.resnet18(weights=None).state_dict().items()
+                if not k.startswith("fc.")}
+    missing, unexpected = model.load_state_dict(backbone, strict=False)
+    assert sorted(missing) == ["fc.bias", "fc.weight"] and unexpected == []
+    trainable = [name for name, p in model.named_parameters() if p.requires_grad]
+    assert trainable == ["fc.weight", "fc.bias"]
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], 0.1)
+    model.eval()  # batchnorm statistics stay the backbone's
+    loss = model(torch.randn(4, 3, 224, 224)).logsumexp(1).mean()
+    loss.backward()
+    optimizer.step()
+    after = model.state_dict()
+    assert torch.equal(after["layer4.1.conv2.weight"], before["layer4.1.conv2.weight"])
+    assert not torch.equal(after["fc.weight"], before["fc.weight"])
+
+
+def test_generated_source_keeps_the_freeze():
+    from cnnspec.codegen import to_python
+
+    source = to_python(cnnspec.load(SPECS / "resnet18_transfer.cnn"))
+    assert "self.layer4[1].conv2.requires_grad_(False)" in source
+    assert "self.fc.requires_grad_(False)" not in source
