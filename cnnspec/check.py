@@ -246,9 +246,12 @@ def _elementwise(op, ins, sizes):
     return Facts(x.shape, 0, 0, x.receptive_field, x.jump)
 
 
-def _joined_field(ins: list[Facts]):
+def _joined_field(ins: list[Facts], shape: tuple[int, ...]):
+    """A join sees what its widest branch sees; its grid is that of the branches at
+    the output's own size (a broadcast C x 1 x 1 gate adds context, not stride)."""
     rf = (max(x.receptive_field[0] for x in ins), max(x.receptive_field[1] for x in ins))
-    jump = (max(x.jump[0] for x in ins), max(x.jump[1] for x in ins))
+    grid = [x for x in ins if x.shape[1:] == shape[1:]] or ins
+    jump = (max(x.jump[0] for x in grid), max(x.jump[1] for x in grid))
     return rf, jump
 
 
@@ -265,8 +268,9 @@ def _concat(op, ins, sizes):
                            f"branch outputs are {_branch_list(ins)}",
                            "concat joins along channels: every branch must keep the "
                            "same height and width")
-    rf, jump = _joined_field(ins)
-    return Facts((sum(x.shape[0] for x in ins),) + first.shape[1:], 0, 0, rf, jump)
+    shape = (sum(x.shape[0] for x in ins),) + first.shape[1:]
+    rf, jump = _joined_field(ins, shape)
+    return Facts(shape, 0, 0, rf, jump)
 
 
 @rule(O.Add, O.Mean)
@@ -277,7 +281,7 @@ def _same_shape_join(op, ins, sizes):
                 "changes it needs `shortcut auto { conv ... }`")
         raise ShapeProblem("E0303", f"{op.op} needs inputs of one shape",
                            f"found {_branch_list(ins)}", help)
-    rf, jump = _joined_field(ins)
+    rf, jump = _joined_field(ins, first.shape)
     return Facts(first.shape, 0, 0, rf, jump)
 
 
@@ -291,7 +295,7 @@ def _multiply(op, ins, sizes):
                                f"found {_branch_list(ins)}",
                                "a gate's output is C x 1 x 1 or the input's own shape")
         shape = tuple(max(a, b) for a, b in zip(x.shape, shape))
-    rf, jump = _joined_field(ins)
+    rf, jump = _joined_field(ins, shape)
     return Facts(shape, 0, 0, rf, jump)
 
 

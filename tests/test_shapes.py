@@ -160,3 +160,19 @@ def test_exact_mode_rejects_any_remainder():
         shape_of("conv 64 k=7 s=2 p=3", "3x224x224", sizes="exact")
     assert caught.value.code == "E0301"
     assert shape_of("conv 64 k=7 s=2 p=3", "3x223x223", sizes="exact") == (64, 112, 112)
+
+
+def test_a_broadcast_gate_adds_context_not_stride():
+    """Squeeze-excitation multiplies by a C x 1 x 1 global summary: every output then
+    depends on the whole input, but the grid (jump) stays the main path's."""
+    spec = cnnspec.load("""network g { input 8x32x32
+        a: conv 8 k=3 s=2 p=1
+        se: gate { avgpool global; conv 8 k=1; sigmoid }
+        b: conv 8 k=3 p=1
+    }""")
+    gate = spec.facts("se.multiply")
+    assert gate.jump == (2, 2)
+    # The global pool sees 3 + (16 - 1) * 2 = 33 input pixels; the next 3x3 conv at
+    # jump 2 adds (3 - 1) * 2 = 4.
+    assert gate.receptive_field == (33, 33)
+    assert spec.facts("b").receptive_field == (37, 37)
