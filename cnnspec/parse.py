@@ -55,9 +55,10 @@ class _PostLexer:
         held = None
         for token in stream:
             if held is not None:
-                if token.type == "COLON" and held.type.isupper() and held.isidentifier():
-                    held = Token.new_borrow_pos("NAME", held, held)
-                yield held
+                if token.type == "COLON" and held.type.isupper():
+                    yield from _as_label(held, Token)
+                else:
+                    yield held
             held = token
         if held is not None:
             yield held
@@ -105,6 +106,25 @@ class _PostLexer:
                 previous = before  # a line after a trailing comma continues the list
                 continue
             yield token
+
+
+def _as_label(token, Token):
+    """A keyword token as a NAME. `else`/`shortcut` tokens carry the blank lines
+    before them (see the grammar); give those back as a newline first."""
+    word = token.strip()
+    if not word.isidentifier():
+        yield token
+        return
+    if word == token:
+        yield Token.new_borrow_pos("NAME", token, token)
+        return
+    if "\n" in token:
+        yield Token.new_borrow_pos("_NL", "\n", token)
+    lines = token[:token.rindex(word)].split("\n")
+    line = token.line + len(lines) - 1
+    column = (token.column if len(lines) == 1 else 1) + len(lines[-1])
+    yield Token("NAME", word, token.start_pos + token.rindex(word), line, column,
+                line, column + len(word), token.start_pos + len(token))
 
 
 class _TooDeep(Exception):

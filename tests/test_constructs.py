@@ -256,3 +256,9 @@ def test_keywords_can_label_layers():
     spec = cnnspec.load("network t { input 8x4x4\n block: { conv 8 k=1 }\n"
                         " add: relu\n gate: { sigmoid } }")
     assert spec.layer_names == ["block.0", "add", "gate.0"]
+
+
+def test_shortcut_and_else_can_label_layers_too():
+    spec = cnnspec.load("network n { input 8x4x4\n relu\n shortcut: conv 8 k=1\n"
+                        " residual { else: relu } }")
+    assert "shortcut" in spec.layer_names and "else" in spec.layer_names
