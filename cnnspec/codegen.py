@@ -22,7 +22,7 @@ from pathlib import Path
 
 from . import __version__
 from . import ops as O
-from .ir import in_place_nodes
+from .ir import ancestors, in_place_nodes
 
 _ACTIVATIONS = {
     "relu": "ReLU", "relu6": "ReLU6", "tanh": "Tanh", "sigmoid": "Sigmoid",
@@ -196,15 +196,6 @@ def _shape(shape) -> str:
     return "x".join(map(str, shape))
 
 
-def _ancestors(nodes, roots) -> set[int]:
-    seen: set[int] = set()
-    stack = list(roots)
-    while stack:
-        current = stack.pop()
-        if current not in seen:
-            seen.add(current)
-            stack.extend(nodes[current].inputs)
-    return seen
 
 
 def _helper_sources(names) -> dict[str, str]:
@@ -320,8 +311,8 @@ class _Writer:
     # forward
     def _forward(self) -> list[str]:
         main = self.outputs[0].node
-        eval_needed = _ancestors(self.nodes, [main])
-        all_needed = _ancestors(self.nodes, [o.node for o in self.outputs])
+        eval_needed = ancestors(self.nodes, [main])
+        all_needed = ancestors(self.nodes, [o.node for o in self.outputs])
         emitted = [n for n in self.nodes if n.id in all_needed]
         consumers: dict[int, set[int]] = {n.id: set() for n in emitted}
         for node in emitted:

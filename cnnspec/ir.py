@@ -114,3 +114,15 @@ def block_at(node: Node, depth: int) -> tuple[str, str] | None:
     collapse by it."""
     return node.blocks[depth - 1] if len(node.blocks) >= depth else None
 
+
+def ancestors(nodes: list[Node], roots: list[int]) -> set[int]:
+    """The ids of `roots` and of every node they depend on."""
+    seen: set[int] = set()
+    stack = list(roots)
+    while stack:
+        current = stack.pop()
+        if current not in seen:
+            seen.add(current)
+            stack.extend(nodes[current].inputs)
+    return seen
+

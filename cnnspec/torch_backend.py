@@ -22,7 +22,7 @@ import torch.fx as fx
 from torch import nn
 
 from . import ops as O
-from .ir import Node, in_place_nodes
+from .ir import Node, ancestors, in_place_nodes
 
 
 class DropPath(nn.Module):
@@ -160,7 +160,7 @@ def _root_modules(spec, in_place: set[int]) -> tuple[nn.Module, set[str]]:
 def _graph(spec, modules: set[str], in_place: set[int], training: bool) -> fx.Graph:
     """The straight-line graph: every node reachable from the outputs, in order."""
     outputs = spec.graph.outputs if training else spec.graph.outputs[:1]
-    needed = _ancestors(spec.graph.nodes, [o.node for o in outputs])
+    needed = ancestors(spec.graph.nodes, [o.node for o in outputs])
     graph = fx.Graph()
     values: dict[int, fx.Node] = {}
     for node in spec.graph.nodes:
@@ -182,15 +182,6 @@ def _graph(spec, modules: set[str], in_place: set[int], training: bool) -> fx.Gr
     return graph
 
 
-def _ancestors(nodes: list[Node], roots: list[int]) -> set[int]:
-    seen: set[int] = set()
-    stack = list(roots)
-    while stack:
-        current = stack.pop()
-        if current not in seen:
-            seen.add(current)
-            stack.extend(nodes[current].inputs)
-    return seen
 
 
 class TrainingHeads(nn.Module):
