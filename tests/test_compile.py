@@ -19,19 +19,10 @@ import torch
 import cnnspec
 from cnnspec import cli
 from cnnspec.codegen import to_python
-from conftest import ROOT, SPECS
+from conftest import FRACTAL_BLOCK, ROOT, SPECS
 
-DROP_PATH = """
 # FractalNet-style mean joins with local drop-path, and stochastic depth.
-block fractal(c, columns) {
-    if columns == 1 { conv c k=3 p=1 }
-    else {
-        mean drop_path=0.15 {
-            { fractal(c, columns - 1); fractal(c, columns - 1) }
-            conv c k=3 p=1
-        }
-    }
-}
+DROP_PATH = FRACTAL_BLOCK + """
 network fractal_net(classes = 10) {
     input 3x16x16
     stem: conv 16 k=3 p=1 bias=false

@@ -5,7 +5,7 @@ options and the training recipe."""
 import pytest
 
 import cnnspec
-from conftest import SPECS
+from conftest import FRACTAL_BLOCK, SPECS
 
 
 def names(spec):
@@ -144,16 +144,7 @@ def test_branches_repeat_inside_joins_explicit_cardinality():
 def test_recursive_blocks_fractalnet():
     """FractalNet (Larsson et al. 2017): f_1 = conv; f_C = mean(f_{C-1} o f_{C-1}, conv).
     A 4-column fractal holds 2^4 - 1 = 15 convs."""
-    spec = cnnspec.load("""
-    block fractal(c, columns) {
-        if columns == 1 { conv c k=3 p=1 }
-        else {
-            mean drop_path=0.15 {
-                { fractal(c, columns - 1); fractal(c, columns - 1) }
-                conv c k=3 p=1
-            }
-        }
-    }
+    spec = cnnspec.load(FRACTAL_BLOCK + """
     network f { input 16x8x8\n fractal(16, 4) -> 16x8x8 }""")
     assert sum(n.op.op == "conv" for n in spec.graph.nodes) == 15
     means = [n.op for n in spec.graph.nodes if n.op.op == "mean"]
