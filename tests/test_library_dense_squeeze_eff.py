@@ -3,9 +3,9 @@
 For every spec: the parameter count is torchvision's, the state dict has torchvision's
 keys and shapes and loads strictly, and the MACs are torchvision's documented "GFLOPS"
 (which count multiply-adds, at the weights' inference resolution) within 1%. Eval
-outputs are compared (batch 1, 1e-5) for all but EfficientNet-B2...B7, whose reference
-models are expensive to run; for those, parameters and state-dict keys and shapes are
-compared on models built on the meta device (no memory, no initialisation cost).
+outputs are compared for every model (batch 1, at the weights' inference resolution,
+to 1e-5); parameters and state-dict keys and shapes are also compared on models built
+on the meta device (no memory, no initialisation cost).
 EfficientNet-B1...B7 are B0 scaled by the network parameters width_mult and depth_mult
 (specs/blocks/efficientnet.cnn), so these tests also check the compound scaling."""
 
@@ -16,17 +16,14 @@ import torchvision.models as tvm
 import cnnspec
 from conftest import SPECS
 
-# name -> (torchvision weights enum, whether to compare eval outputs)
+# name -> torchvision weights enum
 MODELS = {
-    "densenet161": (tvm.DenseNet161_Weights, True),
-    "densenet169": (tvm.DenseNet169_Weights, True),
-    "densenet201": (tvm.DenseNet201_Weights, True),
-    "squeezenet1_0": (tvm.SqueezeNet1_0_Weights, True),
-    "squeezenet1_1": (tvm.SqueezeNet1_1_Weights, True),
-    "efficientnet_b0": (tvm.EfficientNet_B0_Weights, True),
-    "efficientnet_b1": (tvm.EfficientNet_B1_Weights, True),
-    **{f"efficientnet_b{i}": (getattr(tvm, f"EfficientNet_B{i}_Weights"), False)
-       for i in range(2, 8)},
+    "densenet161": tvm.DenseNet161_Weights,
+    "densenet169": tvm.DenseNet169_Weights,
+    "densenet201": tvm.DenseNet201_Weights,
+    "squeezenet1_0": tvm.SqueezeNet1_0_Weights,
+    "squeezenet1_1": tvm.SqueezeNet1_1_Weights,
+    **{f"efficientnet_b{i}": getattr(tvm, f"EfficientNet_B{i}_Weights") for i in range(8)},
 }
 
 # (width_mult, depth_mult, resolution, dropout): torchvision's efficientnet_bN and the
@@ -50,7 +47,7 @@ def _shapes(module):
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_parameters_and_state_dict_keys_match_torchvision(name):
     spec = cnnspec.load(SPECS / f"{name}.cnn")
-    weights, _ = MODELS[name]
+    weights = MODELS[name]
     assert spec.params == weights.IMAGENET1K_V1.meta["num_params"]
     with torch.device("meta"):
         model = cnnspec.build(spec)
@@ -61,7 +58,7 @@ def test_parameters_and_state_dict_keys_match_torchvision(name):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_macs_match_torchvision_documented_gflops(name):
-    weights, _ = MODELS[name]
+    weights = MODELS[name]
     meta = weights.IMAGENET1K_V1.meta
     crop = weights.IMAGENET1K_V1.transforms().crop_size[0]
     spec = cnnspec.load(SPECS / f"{name}.cnn")
@@ -69,7 +66,7 @@ def test_macs_match_torchvision_documented_gflops(name):
     assert spec.macs / 1e9 == pytest.approx(meta["_ops"], rel=0.01)
 
 
-@pytest.mark.parametrize("name", sorted(n for n, (_, run) in MODELS.items() if run))
+@pytest.mark.parametrize("name", sorted(MODELS))
 def test_strict_load_and_equal_eval_outputs(name):
     torch.manual_seed(0)
     reference = _reference(name).eval()
