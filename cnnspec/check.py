@@ -246,6 +246,18 @@ def _elementwise(op, ins, sizes):
     return Facts(x.shape, 0, 0, x.receptive_field, x.jump)
 
 
+@rule(O.PadChannels)
+def _pad_channels(op: O.PadChannels, ins, sizes):
+    (x,) = ins
+    if x.shape[0] > op.out_channels:
+        raise ShapeProblem("E0309", f"padding to {op.out_channels} channels would "
+                           "remove channels", f"the input has {x.shape[0]} channels, "
+                           f"{x.shape[0]} > {op.out_channels}",
+                           "pad_channels only adds zero channels; to reduce channels "
+                           "use a 1x1 conv")
+    return Facts((op.out_channels,) + x.shape[1:], 0, 0, x.receptive_field, x.jump)
+
+
 def _joined_field(ins: list[Facts], shape: tuple[int, ...]):
     """A join sees what its widest branch sees; its grid is that of the branches at
     the output's own size (a broadcast C x 1 x 1 gate adds context, not stride)."""

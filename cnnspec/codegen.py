@@ -6,10 +6,10 @@ every layer at the spec's dotted name (one line per layer, so the state-dict key
 are exactly `cnnspec.build`'s) and whose `forward` is straight-line code, one line
 per IR node in topological order, each commented with the checked `C x H x W`.
 
-Constructor arguments are `torch_backend.module_for`'s, written out with PyTorch's
-keywords; every size (in_channels, in_features, num_features) is read from the
-checker's side table. Layers cnnspec implements itself (`DropPath`, `MeanJoin`) are
-copied into the file from `torch_backend.py`'s source, which is read as text: this
+Constructor calls are `layers.constructor`'s, the same table `torch_backend` builds
+from, written out with PyTorch's keywords; every size (in_channels, in_features,
+num_features) is read from the checker's side table. Layers cnnspec implements itself
+(`DropPath`, `MeanJoin`, `GlobalDropPath`) are copied into the file from `torch_backend.py`'s source, which is read as text: this
 module never imports torch.
 """
 
@@ -23,14 +23,10 @@ from pathlib import Path
 from . import __version__
 from . import ops as O
 from .ir import ancestors, in_place_nodes
+from .layers import (GLOBAL_DROP_PATH, HELPERS, constructor, fractal_joins,
+                     pad_channels_widths)
 
-_ACTIVATIONS = {
-    "relu": "ReLU", "relu6": "ReLU6", "tanh": "Tanh", "sigmoid": "Sigmoid",
-    "silu": "SiLU", "gelu": "GELU", "hardswish": "Hardswish",
-    "hardsigmoid": "Hardsigmoid", "mish": "Mish", "softplus": "Softplus",
-    "identity": "Identity",
-}
-_HELPERS = ("DropPath", "MeanJoin")  # classes copied from torch_backend.py
+_HELPERS = HELPERS  # classes copied from torch_backend.py
 _COMMENT_COLUMN = 64  # shape comments line up here (longer lines push them right)
 
 _SCOPE_SOURCE = '''\
@@ -75,68 +71,13 @@ def _call(func: str, positional=(), **keywords) -> str:
     return f"{func}({', '.join(parts)})"
 
 
-def _unless(default, **keywords) -> dict:
-    """Keep only the keywords whose value differs from `default` (torch's default)."""
-    return {k: v for k, v in keywords.items() if v != default}
-
-
 def module_expr(op, in_shape: tuple[int, ...], in_place: bool = False) -> str | None:
-    """The constructor call for one layer (as `torch_backend.module_for` builds it),
-    or None when the op is a plain function (input, concat, add, multiply)."""
-    kind = type(op)
-    if kind is O.Conv or kind is O.DepthwiseConv:
-        c = in_shape[0]
-        if kind is O.Conv:
-            out, groups = op.out_channels, op.groups
-        else:
-            out, groups = c * op.channel_multiplier, c
-        return _call("nn.Conv2d", (c, out), kernel_size=op.kernel_size,
-                     **_unless((1, 1), stride=op.stride),
-                     **_unless((0, 0), padding=op.padding),
-                     **_unless((1, 1), dilation=op.dilation),
-                     **_unless(1, groups=groups), **_unless(True, bias=op.bias))
-    if kind is O.MaxPool:
-        return _call("nn.MaxPool2d", kernel_size=op.kernel_size,
-                     stride=op.effective_stride, **_unless((0, 0), padding=op.padding),
-                     **_unless((1, 1), dilation=op.dilation),
-                     **_unless(False, ceil_mode=op.ceil_mode))
-    if kind is O.AvgPool:
-        return _call("nn.AvgPool2d", kernel_size=op.kernel_size,
-                     stride=op.effective_stride, **_unless((0, 0), padding=op.padding),
-                     **_unless(False, ceil_mode=op.ceil_mode),
-                     **_unless(True, count_include_pad=op.count_include_pad))
-    if kind is O.AdaptivePool:
-        pool = "AdaptiveAvgPool2d" if op.op == "adaptive_avgpool" else "AdaptiveMaxPool2d"
-        return _call(f"nn.{pool}", (op.output_size,))
-    if kind is O.Linear:
-        return _call("nn.Linear", (in_shape[0], op.out_features),
-                     **_unless(True, bias=op.bias))
-    if kind is O.Flatten:
-        return "nn.Flatten(1)"
-    if kind is O.BatchNorm:
-        norm = "nn.BatchNorm2d" if len(in_shape) == 3 else "nn.BatchNorm1d"
-        return _call(norm, (in_shape[0],), **_unless(1e-5, eps=op.eps),
-                     **_unless(0.1, momentum=op.momentum), **_unless(True, affine=op.affine))
-    if kind is O.LocalResponseNorm:
-        return _call("nn.LocalResponseNorm", (op.size,), alpha=op.alpha, beta=op.beta,
-                     k=op.k)
-    if kind is O.Dropout:
-        return _call("nn.Dropout", p=op.p)
-    if kind is O.DropPath:
-        return _call("DropPath", p=op.p)
-    if kind is O.Activation:
-        return f"nn.{_ACTIVATIONS[op.op]}({'inplace=True' if in_place else ''})"
-    if kind is O.LeakyReLU:
-        return _call("nn.LeakyReLU", negative_slope=op.negative_slope)
-    if kind is O.ELU:
-        return _call("nn.ELU", alpha=op.alpha)
-    if kind is O.Softmax:
-        return "nn.Softmax(dim=1)"
-    if kind is O.Mean:
-        return _call("MeanJoin", **_unless(0.0, p=op.drop_path))
-    if kind in (O.Input, O.Concat, O.Add, O.Multiply):
+    """The constructor call for one layer (`layers.constructor`, as
+    `torch_backend.module_for` builds it), or None when the op is a plain function."""
+    made = constructor(op, in_shape, in_place)
+    if made is None:
         return None
-    raise ValueError(f"cnnspec.codegen has no Python form for the `{op.op}` op")
+    return _call(made.name, made.args, **made.kwargs)
 
 
 # -- names ---------------------------------------------------------------------------
@@ -234,8 +175,11 @@ class _Writer:
         self.needs_scope = any("." in self.nodes[i].name for i in self.modules)
         self.root_indexed = any(not _is_attribute(self.nodes[i].name.split(".")[0])
                                 for i in self.modules)
-        self.helpers = [h for h in _HELPERS
-                        if any(e.startswith(h + "(") for e in self.modules.values())]
+        self.fractal = fractal_joins(self.nodes)
+        made = list(self.modules.values())
+        if self.fractal:
+            made.append(_call("GlobalDropPath", self.fractal))
+        self.helpers = [h for h in _HELPERS if any(e.startswith(h + "(") for e in made)]
 
     def text(self) -> str:
         init = self._init()
@@ -298,6 +242,9 @@ class _Writer:
                     lines.append(f"{self._target(path[:depth])} = Scope()"
                                  + (f"  # {block}" if block else ""))
             lines.append(f"{self._target(path + [leaf])} = {self.modules[node_id]}")
+        if self.fractal:
+            lines.append(f"self.{GLOBAL_DROP_PATH} = "
+                         f"{_call('GlobalDropPath', self.fractal)}  # picks a column")
         frozen = [self.nodes[i].name.split(".") for i in self.modules
                   if self.nodes[i].frozen and self.spec.table[i].params]
         if frozen:
@@ -327,10 +274,19 @@ class _Writer:
             if node.id == 0:
                 if names[0] != "x":
                     rows.append((False, f"{names[0]} = x", shape))
+                if self.fractal:
+                    rows.append((False, f"column = self.{GLOBAL_DROP_PATH}()",
+                                 "global drop-path: one column, or None"))
                 continue
             args = [names[i] for i in node.inputs]
+            if getattr(node.op, "columns", ()):
+                args.append("column=column")
             if node.id in self.modules:
                 expr = f"{_access('self', node.name.split('.'))}({', '.join(args)})"
+            elif type(node.op) is O.PadChannels:
+                in_shape = self.spec.table[node.inputs[0]].shape
+                widths = pad_channels_widths(node.op, in_shape)
+                expr = f"nn.functional.pad({args[0]}, {widths!r})"
             elif type(node.op) is O.Concat:
                 expr = f"torch.cat([{', '.join(args)}], 1)"
             elif type(node.op) is O.Add and node.id in self.in_place \
@@ -386,7 +342,8 @@ class _Writer:
             parts = node.name.split(".")
             for depth in range(1, len(parts)):
                 last_in[".".join(parts[:depth])] = node.id
-        reserved = ({"x", "self", "torch", "nn", "namedtuple", "Scope", self.class_name,
+        reserved = ({"x", "self", "torch", "nn", "namedtuple", "Scope", "column",
+                     self.class_name,
                      f"{self.class_name}Outputs", *_HELPERS}
                     | set(self._output_names()) | set(keyword.kwlist)
                     | {"logits", "out"})

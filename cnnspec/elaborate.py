@@ -29,6 +29,7 @@ from .check import ShapeTable
 from .diagnostics import Span, did_you_mean, error
 from .evaluate import Evaluator
 from .ir import Assertion, Graph, Options, Output
+from .layers import GLOBAL_DROP_PATH
 from .recipe import build_recipe
 
 MAX_NODES = 50_000  # 7x the IR of a 2000-layer ResNet; stops exponential recursion fast
@@ -78,6 +79,7 @@ class _Elaborator:
         self.taken: dict[str, Span] = {}
         self.join_counts: dict[str, int] = {}
         self.steps = 0
+        self.fractal: tuple[O.Fractal, Span] | None = None  # the network's first
         self.graph: Graph | None = None
         self.table: ShapeTable | None = None
 
@@ -389,6 +391,56 @@ class _Elaborator:
         _need_body("frozen", unit)
         inner = self.child(ctx, label, unit.span) if label is not None else ctx
         return self.sequence(unit.body, cur, replace(inner, frozen=True))
+
+    def construct_fractal(self, unit: S.Fractal, cur, ctx, label) -> int:
+        """FractalNet's block as in the paper's figure 1 (Larsson et al. 2017): column
+        j (1 = shallowest) chains 2^(j-1) copies of the body, and wherever columns
+        end at the same depth one mean joins them and feeds all of them on. This is
+        the expansion rule f_{C+1}(z) = mean(f_C(f_C(z)), unit(z)) with the joins
+        that meet at one depth merged, as the paper's figure and code do."""
+        _need_body("fractal", unit)
+        settings = self._fractal_settings(unit, cur, ctx)
+        inner = self.child(ctx, label, unit.span) if label is not None else ctx
+        count = settings.columns
+        columns = [self.child(inner, f"column{j}", unit.span) for j in range(1, count + 1)]
+        sources = [cur] * count  # what each column's next unit reads
+        for depth in range(1, 2 ** (count - 1) + 1):
+            self.step(unit.span)
+            ending = [j for j in range(count) if depth % 2 ** (count - 1 - j) == 0]
+            outputs = [self.sequence(unit.body, sources[j], columns[j]) for j in ending]
+            if len(ending) == 1:
+                sources[ending[0]] = outputs[0]
+                continue
+            op = O.Mean(drop_path=settings.drop_path, columns=tuple(j + 1 for j in ending),
+                        global_drop_path=settings.global_drop_path)
+            joined = self.join(op, tuple(outputs), inner, unit.span)
+            for j in ending:
+                sources[j] = joined
+        return sources[-1]
+
+    def _fractal_settings(self, unit: S.Fractal, cur, ctx) -> O.Fractal:
+        """The construct's arguments; all fractals of a network share one global
+        drop-path sampler, so they must agree on its columns and probability."""
+        evaluate = self.evaluator(ctx, cur)
+        values = [(arg, evaluate(arg.value)) for arg in unit.args]
+        call = S.Call("fractal", unit.args, unit.span, unit.span)
+        settings = build_op("fractal", O.Fractal, call, values)
+        if self.fractal is None:
+            self.claim(GLOBAL_DROP_PATH, unit.span)
+            self.fractal = (settings, unit.span)
+            return settings
+        first, where = self.fractal
+        for field in ("columns", "global_drop_path"):
+            if getattr(settings, field) != getattr(first, field):
+                raise error("E0219", f"this fractal's `{field}` differs from the "
+                            "first fractal's", unit.span,
+                            label=f"{field}={getattr(settings, field):g} here, "
+                            f"{getattr(first, field):g} in the first",
+                            help="global drop-path keeps one column in every fractal "
+                            "of the network at once: give them all the same "
+                            "`columns` and `global_drop_path`",
+                            notes=(f"the first fractal is at {where}",))
+        return settings
 
     def construct_repeat(self, unit: S.Repeat, cur, ctx, label) -> int:
         inner = self.child(ctx, label, unit.span) if label is not None else ctx

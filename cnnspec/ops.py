@@ -237,13 +237,45 @@ class Add(_Op):
 
 
 class Mean(_Op):
-    """Element-wise mean of branches; `drop_path` is FractalNet's local drop-path."""
+    """Element-wise mean of branches; `drop_path` is FractalNet's local drop-path.
+
+    A `fractal` join also records which column each branch ends (`columns`, 1 = the
+    shallowest) and the network's global drop-path probability, so that a training
+    batch of global drop-path can keep one column's branch alone."""
 
     op: Literal["mean"] = "mean"
     drop_path: Probability = 0.0
+    columns: tuple[Positive, ...] = ()
+    global_drop_path: Probability = 0.0
 
     def label(self):
-        return f"mean, drop_path {self.drop_path:g}" if self.drop_path else "mean"
+        text = f"mean, drop_path {self.drop_path:g}" if self.drop_path else "mean"
+        if self.columns:
+            text += f", columns {','.join(map(str, self.columns))}"
+        return text
+
+
+class Fractal(_Op):
+    """The settings of a `fractal` construct (not a layer; its joins are `Mean`s)."""
+
+    op: Literal["fractal"] = "fractal"
+    # 2^(columns - 1) units deep: 16 columns is already 32,768 units.
+    columns: Annotated[int, Field(ge=1, le=16)]
+    drop_path: Probability = 0.0
+    global_drop_path: Probability = 0.0
+    POSITIONAL: ClassVar = ("columns",)
+
+
+class PadChannels(_Op):
+    """Zero channels appended after the input's own, up to `out_channels`: the
+    parameter-free shortcut of He et al. (2015), "option A"."""
+
+    op: Literal["pad_channels"] = "pad_channels"
+    out_channels: Positive
+    POSITIONAL: ClassVar = ("out_channels",)
+
+    def label(self):
+        return f"pad_channels {self.out_channels}"
 
 
 class Multiply(_Op):
@@ -254,7 +286,7 @@ class Multiply(_Op):
 
 Op = Annotated[Union[Input, Conv, DepthwiseConv, MaxPool, AvgPool, AdaptivePool, Linear,
                      Flatten, BatchNorm, LocalResponseNorm, Dropout, DropPath, Activation,
-                     LeakyReLU, ELU, Softmax, Concat, Add, Mean, Multiply],
+                     LeakyReLU, ELU, Softmax, Concat, Add, Mean, Multiply, PadChannels],
                Field(discriminator="op")]
 
 
@@ -277,6 +309,7 @@ LAYER_MODELS: dict[str, type[_Op]] = {
     "linear": Linear, "flatten": Flatten, "batchnorm": BatchNorm,
     "lrn": LocalResponseNorm, "dropout": Dropout, "drop_path": DropPath,
     "leaky_relu": LeakyReLU, "elu": ELU, "softmax": Softmax,
+    "pad_channels": PadChannels,
     **{name: Activation for name in Activation.model_fields["op"].annotation.__args__},
 }
 LAYER_SYNONYMS = {"swish": "silu"}

@@ -51,14 +51,17 @@ class _PostLexer:
 
     @staticmethod
     def _keywords_as_labels(stream, Token):
-        """A keyword right before `:` is a label: torchvision calls a module `block`."""
-        held = None
+        """A keyword right before `:` is a label: torchvision calls a module `block`.
+        Right after `network` or `block`, it is the definition's name."""
+        held = before = None
         for token in stream:
             if held is not None:
-                if token.type == "COLON" and held.type.isupper():
+                if held.type.isupper() and held.type not in _NOT_KEYWORDS and (
+                        token.type == "COLON" or before in ("NETWORK", "BLOCK")):
                     yield from _as_label(held, Token)
                 else:
                     yield held
+                before = held.type
             held = token
         if held is not None:
             yield held
@@ -106,6 +109,9 @@ class _PostLexer:
                 previous = before  # a line after a trailing comma continues the list
                 continue
             yield token
+
+
+_NOT_KEYWORDS = frozenset({"NAME", "CALLNAME"})
 
 
 def _as_label(token, Token):
@@ -459,6 +465,9 @@ class _ToSyntax:
 
     def rule_frozen(self, children, meta):
         return S.Frozen(children[0].body, self.span(meta))
+
+    def rule_fractal(self, children, meta):
+        return S.Fractal(self._arguments(children[:-1]), children[-1].body, self.span(meta))
 
     def rule_repeat(self, children, meta):
         variable = str(children[1]) if len(children) == 3 else None

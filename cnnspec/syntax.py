@@ -168,7 +168,16 @@ class Frozen(NamedTuple):
     span: Span
 
 
-Unit = Union[Call, Group, Residual, Join, Dense, Gate, Aux, Repeat, Frozen]
+class Fractal(NamedTuple):
+    """`fractal columns=C [drop_path=p] [global_drop_path=g] { unit }`: FractalNet's
+    block, C columns of the unit joined by element-wise means (Larsson et al. 2017)."""
+
+    args: tuple[Argument, ...]
+    body: tuple["Statement", ...]
+    span: Span
+
+
+Unit = Union[Call, Group, Residual, Join, Dense, Gate, Aux, Repeat, Frozen, Fractal]
 
 
 class Item(NamedTuple):

@@ -15,14 +15,14 @@ from __future__ import annotations
 
 import operator
 from collections import namedtuple
-from typing import Callable
-
 import torch
 import torch.fx as fx
 from torch import nn
+from torch.nn import functional as F
 
 from . import ops as O
 from .ir import Node, ancestors, in_place_nodes
+from .layers import GLOBAL_DROP_PATH, constructor, fractal_joins, pad_channels_widths
 
 
 class DropPath(nn.Module):
@@ -48,13 +48,21 @@ class DropPath(nn.Module):
 
 class MeanJoin(nn.Module):
     """Mean of branches; in training each branch is dropped with probability p,
-    keeping at least one (FractalNet's local drop-path, Larsson et al. 2017)."""
+    keeping at least one (FractalNet's local drop-path, Larsson et al. 2017).
 
-    def __init__(self, p: float = 0.0):
+    The joins of a `fractal` know which column each branch ends (`columns`) and
+    take the column that global drop-path chose for this batch: the branch of that
+    column passes alone. A join the column does not reach is off the chosen path;
+    it returns the plain mean, which nothing downstream of the chosen path reads."""
+
+    def __init__(self, p: float = 0.0, columns: tuple[int, ...] = ()):
         super().__init__()
         self.p = p
+        self.columns = tuple(columns)
 
-    def forward(self, *branches):
+    def forward(self, *branches, column=None):
+        if column is not None and column in self.columns:
+            return branches[self.columns.index(column)]
         if not self.training or self.p == 0.0:
             return torch.stack(branches).mean(0)
         keep = torch.rand(len(branches)) >= self.p
@@ -64,69 +72,51 @@ class MeanJoin(nn.Module):
         return torch.stack(kept).mean(0)
 
     def extra_repr(self):
-        return f"drop_path={self.p}"
+        text = f"drop_path={self.p}"
+        return text + (f", columns={self.columns}" if self.columns else "")
 
 
-_ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
-    "relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh, "sigmoid": nn.Sigmoid,
-    "silu": nn.SiLU, "gelu": nn.GELU, "hardswish": nn.Hardswish,
-    "hardsigmoid": nn.Hardsigmoid, "mish": nn.Mish, "softplus": nn.Softplus,
-    "identity": nn.Identity,
-}
+class GlobalDropPath(nn.Module):
+    """FractalNet's global drop-path (Larsson et al. 2017, section 3.1): in training,
+    with probability p a mini-batch keeps a single column, chosen uniformly, in every
+    fractal block of the network; otherwise the batch uses local drop-path. Returns
+    the chosen column (1 = the shallowest) or None. Setting `column` runs that column
+    alone in training and eval (the paper's single-column subnetworks, table 3)."""
+
+    def __init__(self, p: float, columns: int):
+        super().__init__()
+        self.p = p
+        self.columns = columns
+        self.column: int | None = None
+
+    def forward(self):
+        if self.column is not None:
+            return self.column
+        if not self.training or self.p == 0.0 or float(torch.rand(())) >= self.p:
+            return None
+        return int(torch.randint(1, self.columns + 1, ()))
+
+    def extra_repr(self):
+        return f"p={self.p}, columns={self.columns}"
 
 
 def module_for(op, in_shape: tuple[int, ...], in_place: bool = False) -> nn.Module | None:
-    """The nn.Module for one layer, or None when the op is a plain function."""
-    kind = type(op)
-    if kind is O.Activation and op.op == "relu":
-        return nn.ReLU(inplace=in_place)
-    if kind is O.Conv:
-        return nn.Conv2d(in_shape[0], op.out_channels, op.kernel_size, op.stride,
-                         op.padding, op.dilation, op.groups, op.bias)
-    if kind is O.DepthwiseConv:
-        c = in_shape[0]
-        return nn.Conv2d(c, c * op.channel_multiplier, op.kernel_size, op.stride,
-                         op.padding, op.dilation, c, op.bias)
-    if kind is O.MaxPool:
-        return nn.MaxPool2d(op.kernel_size, op.effective_stride, op.padding, op.dilation,
-                            ceil_mode=op.ceil_mode)
-    if kind is O.AvgPool:
-        return nn.AvgPool2d(op.kernel_size, op.effective_stride, op.padding,
-                            ceil_mode=op.ceil_mode, count_include_pad=op.count_include_pad)
-    if kind is O.AdaptivePool:
-        pool = nn.AdaptiveAvgPool2d if op.op == "adaptive_avgpool" else nn.AdaptiveMaxPool2d
-        return pool(op.output_size)
-    if kind is O.Linear:
-        return nn.Linear(in_shape[0], op.out_features, op.bias)
-    if kind is O.Flatten:
-        return nn.Flatten(1)
-    if kind is O.BatchNorm:
-        norm = nn.BatchNorm2d if len(in_shape) == 3 else nn.BatchNorm1d
-        return norm(in_shape[0], op.eps, op.momentum, op.affine)
-    if kind is O.LocalResponseNorm:
-        return nn.LocalResponseNorm(op.size, op.alpha, op.beta, op.k)
-    if kind is O.Dropout:
-        return nn.Dropout(op.p)
-    if kind is O.DropPath:
-        return DropPath(op.p)
-    if kind is O.Activation:
-        return _ACTIVATIONS[op.op]()
-    if kind is O.LeakyReLU:
-        return nn.LeakyReLU(op.negative_slope)
-    if kind is O.ELU:
-        return nn.ELU(op.alpha)
-    if kind is O.Softmax:
-        return nn.Softmax(dim=1)
-    if kind is O.Mean:
-        return MeanJoin(op.drop_path)
-    return None  # input, concat, add, multiply
+    """The nn.Module for one layer (`layers.constructor`), or None for a function."""
+    made = constructor(op, in_shape, in_place)
+    if made is None:
+        return None
+    kind = getattr(nn, made.name[3:]) if made.name.startswith("nn.") \
+        else globals()[made.name]
+    return kind(*made.args, **made.kwargs)
 
 
 def _function_node(graph: fx.Graph, node: Node, args: list[fx.Node],
-                   in_place: bool) -> fx.Node:
+                   in_place: bool, in_shape: tuple[int, ...]) -> fx.Node:
     kind = type(node.op)
     if kind is O.Concat:
         return graph.call_function(torch.cat, (args, 1))
+    if kind is O.PadChannels:
+        return graph.call_function(F.pad, (args[0], pad_channels_widths(node.op, in_shape)))
     if kind is O.Add:
         combine = operator.iadd if in_place else operator.add
     else:
@@ -154,6 +144,9 @@ def _root_modules(spec, in_place: set[int]) -> tuple[nn.Module, set[str]]:
                     parent.add_module(part, nn.Module())
                 parent = getattr(parent, part)
             parent.add_module(leaf, module.requires_grad_(not node.frozen))
+    fractal = fractal_joins(spec.graph.nodes)
+    if fractal:
+        root.add_module(GLOBAL_DROP_PATH, GlobalDropPath(*fractal))
     return root, names
 
 
@@ -163,16 +156,22 @@ def _graph(spec, modules: set[str], in_place: set[int], training: bool) -> fx.Gr
     needed = ancestors(spec.graph.nodes, [o.node for o in outputs])
     graph = fx.Graph()
     values: dict[int, fx.Node] = {}
+    column = None  # the column global drop-path chose, read by the fractal joins
     for node in spec.graph.nodes:
         if node.id not in needed:
             continue
         args = [values[i] for i in node.inputs]
         if type(node.op) is O.Input:
             values[node.id] = graph.placeholder("x")
+            if fractal_joins(spec.graph.nodes):
+                column = graph.call_module(GLOBAL_DROP_PATH, ())
         elif node.name in modules:
-            values[node.id] = graph.call_module(node.name, tuple(args))
+            extra = {"column": column} if getattr(node.op, "columns", ()) else {}
+            values[node.id] = graph.call_module(node.name, tuple(args), extra)
         else:
-            values[node.id] = _function_node(graph, node, args, node.id in in_place)
+            in_shape = spec.table[node.inputs[0]].shape if node.inputs else ()
+            values[node.id] = _function_node(graph, node, args, node.id in in_place,
+                                             in_shape)
         values[node.id].meta["cnnspec_shape"] = spec.table[node.id].shape
         values[node.id].meta["cnnspec_name"] = node.name
     if len(outputs) == 1:

@@ -36,6 +36,22 @@ network fractal_net(classes = 10) {
 }
 """
 
+# The `fractal` construct (global drop-path: a sampler and column-aware joins) and a
+# parameter-free shortcut (He et al. 2015, option A: subsample, zero channels).
+FRACTAL_COLUMNS = """
+network fractal_columns(classes = 10) {
+    input 3x16x16
+    stem: conv 8 k=3 p=1
+    body: fractal 3 drop_path=0.15 global_drop_path=0.5 { conv 8 k=3 p=1; batchnorm; relu }
+    down: residual {
+        conv 16 k=3 s=2 p=1 bias=false; batchnorm
+    } shortcut { avgpool 1 s=2; pad_channels 16 }
+    pool: avgpool global
+    flatten
+    fc: linear classes
+}
+"""
+
 TINY = """
 network tiny(classes = 5) {
     input 3x16x16
@@ -55,6 +71,7 @@ CASES = {
     "googlenet": lambda: cnnspec.load(SPECS / "googlenet.cnn", classes=10),
     "densenet121": lambda: cnnspec.load(SPECS / "densenet121.cnn"),
     "fractal_net": lambda: cnnspec.load(DROP_PATH),
+    "fractal_columns": lambda: cnnspec.load(FRACTAL_COLUMNS),
 }
 
 # Runs in a fresh interpreter (-I: no PYTHONPATH, no cwd on the path). The editable
@@ -203,6 +220,13 @@ def test_generated_source_is_readable_and_imports_only_torch():
     assert "class DropPath(nn.Module):" in fractal and "class MeanJoin(nn.Module):" in fractal
     assert "self.sd = DropPath(p=0.2)" in fractal
     assert "self.body.mean = MeanJoin(p=0.15)" in fractal
+
+    columns = to_python(CASES["fractal_columns"]())
+    assert "self.body.mean_1 = MeanJoin(p=0.15, columns=(1, 2, 3))" in columns
+    assert "self.global_drop_path = GlobalDropPath(0.5, 3)" in columns
+    assert "column = self.global_drop_path()" in columns
+    assert "column=column)" in columns
+    assert "nn.functional.pad(x, (0, 0, 0, 0, 0, 8))" in columns
 
 
 def _cnnspec(*args, cwd=None, env=None):

@@ -151,6 +151,86 @@ def test_recursive_blocks_fractalnet():
     assert len(means) == 7 and all(m.drop_path == 0.15 for m in means)
 
 
+def _fractal_construct(columns, width=16):
+    return cnnspec.load(f"""network f {{ input {width}x8x8
+        body: fractal {columns} drop_path=0.15 {{ conv {width} k=3 p=1 }} -> {width}x8x8
+    }}""")
+
+
+@pytest.mark.parametrize("columns", [1, 2, 3, 4, 5])
+def test_fractal_construct_equals_the_expansion_rule(columns):
+    """`fractal` merges the joins that meet at one depth (the paper's figure 1); the
+    layers, parameters and MACs are those of eq. 1-2 written as recursion."""
+    construct = _fractal_construct(columns)
+    recursive = cnnspec.load(FRACTAL_BLOCK + f"""
+    network f {{ input 16x8x8\n fractal(16, {columns}) }}""")
+    convs = [n for n in construct.graph.nodes if n.op.op == "conv"]
+    assert len(convs) == 2 ** columns - 1
+    assert construct.params == recursive.params
+    assert construct.macs == recursive.macs
+    for j in range(1, columns + 1):  # column j is 2^(j-1) convs long
+        assert sum(n.name.startswith(f"body.column{j}.") for n in convs) == 2 ** (j - 1)
+
+
+def test_fractal_joins_merge_the_columns_that_end_at_one_depth():
+    spec = _fractal_construct(4)
+    means = [(n.name, n.op.columns) for n in spec.graph.nodes if n.op.op == "mean"]
+    # depth 2: columns 3, 4; depth 4: 2, 3, 4; depth 6: 3, 4; depth 8: all four.
+    assert means == [("body.mean", (3, 4)), ("body.mean_1", (2, 3, 4)),
+                     ("body.mean_2", (3, 4)), ("body.mean_3", (1, 2, 3, 4))]
+    deepest = [n for n in spec.graph.nodes if n.name.startswith("body.column4.")]
+    assert [n.name for n in deepest] == [f"body.column4.{i}" for i in range(8)]
+    assert spec.facts("body.column4.7").receptive_field == (17, 17)
+
+
+@pytest.mark.parametrize("text, code, where", [
+    ("fractal 0 { conv 4 k=3 p=1 }", "E0206", "0"),
+    ("fractal 17 { conv 4 k=3 p=1 }", "E0206", "17"),
+    ("fractal columns=2 drop=0.1 { conv 4 k=3 p=1 }", "E0203", "drop=0.1"),
+    ("fractal drop_path=0.1 { conv 4 k=3 p=1 }", "E0204", "fractal"),
+    ("fractal 2 { }", "E0217", "fractal"),
+    ("a: fractal 2 global_drop_path=0.5 { conv 4 k=3 p=1 }\n"
+     "        b: fractal 3 global_drop_path=0.5 { conv 4 k=3 p=1 }", "E0219", "fractal 3"),
+    ("global_drop_path: conv 4 k=1\n        fractal 2 { conv 4 k=3 p=1 }", "E0207",
+     "fractal 2"),
+])
+def test_fractal_construct_diagnostics(text, code, where):
+    with pytest.raises(cnnspec.SpecError) as caught:
+        cnnspec.load(f"network f {{ input 4x8x8\n        {text}\n}}")
+    assert caught.value.code == code
+    rendered = caught.value.render()
+    assert where in rendered and "^" in rendered
+
+
+def test_fractals_of_one_network_share_their_columns():
+    with pytest.raises(cnnspec.SpecError) as caught:
+        cnnspec.load("""network f { input 4x8x8
+            a: fractal 2 global_drop_path=0.5 { conv 4 k=3 p=1 }
+            b: fractal 2 global_drop_path=0.25 { conv 4 k=3 p=1 }
+        }""")
+    problem = caught.value
+    assert "`global_drop_path` differs" in str(problem)
+    assert "global_drop_path=0.25 here, 0.5 in the first" in problem.render()
+    assert "the first fractal is at" in problem.render()
+
+
+def test_pad_channels_is_the_parameter_free_shortcut():
+    """He et al. (2015) option A: subsample by 2 and append zero channels."""
+    spec = cnnspec.load("""network a { input 16x32x32
+        residual {
+            conv 32 k=3 s=2 p=1 bias=false; batchnorm; relu
+            conv 32 k=3 p=1 bias=false; batchnorm
+        } shortcut { avgpool 1 s=2; pad_channels 32 }
+    }""")
+    assert spec.output_shape == (32, 16, 16)
+    assert spec.params == 9 * 16 * 32 + 9 * 32 * 32 + 2 * 64
+    with pytest.raises(cnnspec.SpecError) as caught:
+        cnnspec.load("network a { input 16x8x8\n pad_channels 8 }")
+    problem = caught.value
+    assert problem.code == "E0309"
+    assert "16 > 8" in problem.render()
+
+
 def test_drop_path_and_dropout_probabilities_are_validated():
     cnnspec.load("network d { input 8x4x4\n drop_path 0.2 }")
     with pytest.raises(cnnspec.SpecError) as caught:

@@ -6,6 +6,7 @@ the test asserts the arithmetic (and the published number within the stated tole
 only where they agree)."""
 
 import pytest
+import torch
 
 import cnnspec
 from conftest import SPECS
@@ -180,9 +181,37 @@ def test_stochastic_depth_linear_decay():
     for l, p in enumerate(drops, start=1):       # 1 - p_l = l / L * (1 - p_L)
         assert p == pytest.approx(l / 54 * 0.5)
     assert drops[-1] == pytest.approx(0.5)
-    # Option-A ResNet-110 is 1,727,962 (working in the spec); + 2,560 projection weights
-    assert spec.params == 1_727_962 + 16 * 32 + 32 * 64 == 1_730_522
+    # Option-A ResNet-110 is 1,727,962 (working in the spec), the paper's "1.7M"
+    assert spec.params == 1_727_962
     assert round(spec.params / 1e6, 1) == 1.7
+    shortcuts = [n for n in spec.graph.nodes if ".downsample." in n.name]
+    assert [n.op.label() for n in shortcuts] == ["avgpool 1x1/2", "pad_channels 32",
+                                                 "avgpool 1x1/2", "pad_channels 64"]
+    assert spec.facts("layer2.0.downsample.1").shape == (32, 16, 16)
+
+
+def test_option_a_shortcut_is_subsampling_and_zero_channels():
+    """He et al. (2015), option A, checked on the built model: the shortcut of
+    layer2.0 is the input's every other pixel, then 16 zero channels."""
+    spec = cnnspec.load(SPECS / "resnet_stochastic_depth.cnn")
+    model = cnnspec.build(spec).eval()
+    padded = next(n for n in spec.graph.nodes if n.name == "layer2.0.downsample.1")
+    pooled = spec.graph.nodes[padded.inputs[0]]
+    block_input = spec.graph.nodes[pooled.inputs[0]].name  # layer1's output
+    values = {}
+
+    class Recorder(torch.fx.Interpreter):
+        def run_node(self, node):
+            value = super().run_node(node)
+            values[node.meta.get("cnnspec_name")] = value
+            return value
+
+    with torch.no_grad():
+        Recorder(model).run(torch.randn(2, 3, 32, 32))
+    x, shortcut = values[block_input], values["layer2.0.downsample.1"]
+    assert x.shape == (2, 16, 32, 32) and shortcut.shape == (2, 32, 16, 16)
+    assert torch.equal(shortcut[:, :16], x[:, :, ::2, ::2])
+    assert not shortcut[:, 16:].any()
 
 
 # --- 9. FractalNet (Larsson et al. 2017, section 2 eq. 1-2, section 4)
@@ -199,9 +228,12 @@ def test_fractalnet_structure_and_params():
         spec = cnnspec.load(SPECS / "fractalnet.cnn", columns=columns)
         convs = sum(n.op.op == "conv" for n in spec.graph.nodes)
         assert convs == 5 * (2 ** columns - 1)
+        # One mean wherever two or more columns end: every other depth of the
+        # deepest column's 2^(C-1) (the paper's figure 1).
         means = [n.op for n in spec.graph.nodes if n.op.op == "mean"]
-        assert len(means) == 5 * (2 ** (columns - 1) - 1)
-        assert all(m.drop_path == 0.15 for m in means)
+        assert len(means) == 5 * 2 ** (columns - 2)
+        assert all(m.drop_path == 0.15 and m.global_drop_path == 0.5 for m in means)
+        assert means[2 ** (columns - 2) - 1].columns == tuple(range(1, columns + 1))
         expected = sum(_fractal_block_params(cin, c, columns)
                        for cin, c in zip([3] + widths, widths)) + 512 * 10 + 10
         assert spec.params == expected
@@ -211,6 +243,8 @@ def test_fractalnet_structure_and_params():
     assert cnnspec.load(SPECS / "fractalnet.cnn").params == 76_128_714
     dropouts = sorted({n.op.p for n in spec.graph.nodes if n.op.op == "dropout"})
     assert dropouts == pytest.approx([0.1, 0.2, 0.3, 0.4])
+    model = cnnspec.build(spec)
+    assert (model.global_drop_path.p, model.global_drop_path.columns) == (0.5, 4)
 
 
 # --- 10. ResNeXt block, 32 paths vs grouped conv (Xie et al. 2017, figure 3)

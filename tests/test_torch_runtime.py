@@ -150,6 +150,68 @@ def test_mean_join_with_drop_path_is_deterministic_in_eval():
         assert len(seen) > 1  # not always the same subset
 
 
+GLOBAL_DROP_PATH = """
+network columns {
+    input 4x6x6
+    a: fractal 3 global_drop_path=1.0 { conv 4 k=3 p=1; relu }
+    pool: maxpool 2
+    b: fractal 3 global_drop_path=1.0 { conv 4 k=3 p=1; relu }
+}
+"""
+
+
+def _column_alone(model, column, x):
+    """Column `column` of both fractals, run by hand: its layers in order, then pool."""
+    for block in ("a", "b"):
+        for layer in model.get_submodule(f"{block}.column{column}").children():
+            x = layer(x)
+        if block == "a":
+            x = model.pool(x)
+    return x
+
+
+def test_global_drop_path_keeps_one_column_in_every_block():
+    """FractalNet's global drop-path (Larsson et al. 2017, section 3.1): a batch keeps a
+    single column, the same one in every block; the other columns get no gradient."""
+    model = cnnspec.build(GLOBAL_DROP_PATH)
+    x = torch.randn(2, 4, 6, 6)
+    with torch.no_grad():
+        alone = {c: _column_alone(model, c, x) for c in (1, 2, 3)}
+    seen = set()
+    for _ in range(30):
+        model.zero_grad()
+        y = model(x)
+        chosen = [c for c, z in alone.items() if torch.allclose(y, z, atol=1e-6)]
+        assert len(chosen) == 1, "a global batch is one column, end to end"
+        seen.add(chosen[0])
+        y.sum().backward()
+        for name, p in model.named_parameters():
+            on_path = f".column{chosen[0]}." in name
+            assert (p.grad is not None) == on_path, name
+    assert seen == {1, 2, 3}
+
+
+def test_a_column_can_be_run_alone_in_eval():
+    """The paper's table 3 evaluates single columns of a trained FractalNet."""
+    model = cnnspec.build(GLOBAL_DROP_PATH).eval()
+    x = torch.randn(2, 4, 6, 6)
+    with torch.no_grad():
+        mixed = model(x)
+        for column in (1, 2, 3):
+            model.global_drop_path.column = column
+            torch.testing.assert_close(model(x), _column_alone(model, column, x))
+        model.global_drop_path.column = None
+        assert torch.equal(model(x), mixed)
+    assert list(model.state_dict()) == [k for k, _ in model.named_parameters()]
+
+
+def test_without_global_drop_path_a_fractal_uses_local_drop_path():
+    model = cnnspec.build(GLOBAL_DROP_PATH.replace("global_drop_path=1.0",
+                                                   "drop_path=0.5"))
+    assert model.global_drop_path.p == 0.0
+    assert model.global_drop_path() is None  # training, but never a global batch
+
+
 # ------------------------------------------------------------------ dtype, layout
 
 
