@@ -9,8 +9,9 @@ per IR node in topological order, each commented with the checked `C x H x W`.
 Constructor calls are `layers.constructor`'s, the same table `torch_backend` builds
 from, written out with PyTorch's keywords; every size (in_channels, in_features,
 num_features) is read from the checker's side table. Layers cnnspec implements itself
-(`DropPath`, `MeanJoin`, `GlobalDropPath`) are copied into the file from `torch_backend.py`'s source, which is read as text: this
-module never imports torch.
+(`DropPath`, `MeanJoin`, `GlobalDropPath`, the batchnorms of `frozen { }`) are copied
+into the file from `torch_backend.py`'s source, which is read as text: this module
+never imports torch.
 """
 
 from __future__ import annotations
@@ -71,10 +72,11 @@ def _call(func: str, positional=(), **keywords) -> str:
     return f"{func}({', '.join(parts)})"
 
 
-def module_expr(op, in_shape: tuple[int, ...], in_place: bool = False) -> str | None:
+def module_expr(op, in_shape: tuple[int, ...], in_place: bool = False,
+                frozen: bool = False) -> str | None:
     """The constructor call for one layer (`layers.constructor`, as
     `torch_backend.module_for` builds it), or None when the op is a plain function."""
-    made = constructor(op, in_shape, in_place)
+    made = constructor(op, in_shape, in_place, frozen)
     if made is None:
         return None
     return _call(made.name, made.args, **made.kwargs)
@@ -169,7 +171,7 @@ class _Writer:
         self.in_place = in_place_nodes(spec.graph)
         for node in self.nodes[1:]:
             in_shape = spec.table[node.inputs[0]].shape if node.inputs else ()
-            expr = module_expr(node.op, in_shape, node.id in self.in_place)
+            expr = module_expr(node.op, in_shape, node.id in self.in_place, node.frozen)
             if expr is not None:
                 self.modules[node.id] = expr
         self.needs_scope = any("." in self.nodes[i].name for i in self.modules)

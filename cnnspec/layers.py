@@ -21,7 +21,8 @@ ACTIVATIONS = {
     "identity": "Identity",
 }
 # Layers cnnspec implements itself, in torch_backend.py (codegen copies their source).
-HELPERS = ("DropPath", "MeanJoin", "GlobalDropPath")
+HELPERS = ("DropPath", "MeanJoin", "GlobalDropPath", "FrozenBatchNorm2d",
+           "FrozenBatchNorm1d")
 # The name of the network's GlobalDropPath module when it has fractal joins;
 # `elaborate` reserves it, so no layer can take it.
 GLOBAL_DROP_PATH = "global_drop_path"
@@ -61,8 +62,9 @@ def _pool(op, in_shape) -> Constructor:
         keywords, **_unless(True, count_include_pad=op.count_include_pad)))
 
 
-def _batchnorm(op, in_shape) -> Constructor:
-    norm = "nn.BatchNorm2d" if len(in_shape) == 3 else "nn.BatchNorm1d"
+def _batchnorm(op, in_shape, frozen: bool) -> Constructor:
+    norm = "BatchNorm2d" if len(in_shape) == 3 else "BatchNorm1d"
+    norm = f"Frozen{norm}" if frozen else f"nn.{norm}"
     return Constructor(norm, (in_shape[0],), dict(
         **_unless(1e-5, eps=op.eps), **_unless(0.1, momentum=op.momentum),
         **_unless(True, affine=op.affine)))
@@ -86,7 +88,6 @@ _BY_KIND = {
     O.Linear: lambda op, s: Constructor("nn.Linear", (s[0], op.out_features),
                                         _unless(True, bias=op.bias)),
     O.Flatten: lambda op, s: Constructor("nn.Flatten", (1,)),
-    O.BatchNorm: _batchnorm,
     O.LocalResponseNorm: lambda op, s: Constructor(
         "nn.LocalResponseNorm", (op.size,), dict(alpha=op.alpha, beta=op.beta, k=op.k)),
     O.Dropout: lambda op, s: Constructor("nn.Dropout", (), dict(p=op.p)),
@@ -100,9 +101,13 @@ _BY_KIND = {
 FUNCTIONS = (O.Input, O.Concat, O.Add, O.Multiply, O.PadChannels)
 
 
-def constructor(op, in_shape: tuple[int, ...], in_place: bool = False) -> Constructor | None:
-    """The layer for one op (see the module docstring); None for a plain function."""
+def constructor(op, in_shape: tuple[int, ...], in_place: bool = False,
+                frozen: bool = False) -> Constructor | None:
+    """The layer for one op (see the module docstring); None for a plain function.
+    `frozen`: the layer sits in `frozen { }` (batchnorm then keeps its statistics)."""
     kind = type(op)
+    if kind is O.BatchNorm:
+        return _batchnorm(op, in_shape, frozen)
     if kind is O.Activation:
         return Constructor(f"nn.{ACTIVATIONS[op.op]}", (),
                            {"inplace": True} if in_place else {})

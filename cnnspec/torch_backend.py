@@ -46,6 +46,24 @@ class DropPath(nn.Module):
         return f"p={self.p}"
 
 
+class FrozenBatchNorm2d(nn.BatchNorm2d):
+    """Batchnorm inside `frozen { }`: it normalises with its running statistics and
+    never updates them, in train() as in eval(), so a frozen backbone computes the
+    same function while the head trains (Keras treats a non-trainable
+    BatchNormalization layer the same way). Unlike torchvision.ops.FrozenBatchNorm2d
+    it is an nn.BatchNorm2d: the same parameters and state-dict keys."""
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+
+class FrozenBatchNorm1d(nn.BatchNorm1d):
+    """FrozenBatchNorm2d's behaviour on flat vectors."""
+
+    def train(self, mode: bool = True):
+        return super().train(False)
+
+
 class MeanJoin(nn.Module):
     """Mean of branches; in training each branch is dropped with probability p,
     keeping at least one (FractalNet's local drop-path, Larsson et al. 2017).
@@ -100,9 +118,10 @@ class GlobalDropPath(nn.Module):
         return f"p={self.p}, columns={self.columns}"
 
 
-def module_for(op, in_shape: tuple[int, ...], in_place: bool = False) -> nn.Module | None:
+def module_for(op, in_shape: tuple[int, ...], in_place: bool = False,
+               frozen: bool = False) -> nn.Module | None:
     """The nn.Module for one layer (`layers.constructor`), or None for a function."""
-    made = constructor(op, in_shape, in_place)
+    made = constructor(op, in_shape, in_place, frozen)
     if made is None:
         return None
     kind = getattr(nn, made.name[3:]) if made.name.startswith("nn.") \
@@ -134,7 +153,7 @@ def _root_modules(spec, in_place: set[int]) -> tuple[nn.Module, set[str]]:
     for node in spec.graph.nodes[1:]:
         inputs = node.inputs
         module = module_for(node.op, spec.table[inputs[0]].shape if inputs else (),
-                            node.id in in_place)
+                            node.id in in_place, node.frozen)
         if module is not None:
             names.add(node.name)
             parent = root

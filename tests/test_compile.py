@@ -52,6 +52,21 @@ network fractal_columns(classes = 10) {
 }
 """
 
+# A frozen backbone: its batchnorm normalises with running statistics in training too.
+FROZEN = """
+network frozen_backbone(classes = 3) {
+    input 3x16x16
+    frozen {
+        conv1: conv 8 k=3 p=1 bias=false
+        bn1: batchnorm
+        relu
+    }
+    pool: avgpool global
+    flatten
+    fc: linear classes
+}
+"""
+
 TINY = """
 network tiny(classes = 5) {
     input 3x16x16
@@ -72,6 +87,7 @@ CASES = {
     "densenet121": lambda: cnnspec.load(SPECS / "densenet121.cnn"),
     "fractal_net": lambda: cnnspec.load(DROP_PATH),
     "fractal_columns": lambda: cnnspec.load(FRACTAL_COLUMNS),
+    "frozen_backbone": lambda: cnnspec.load(FROZEN),
 }
 
 # Runs in a fresh interpreter (-I: no PYTHONPATH, no cwd on the path). The editable

@@ -120,12 +120,19 @@ def test_transfer_learning_spec_freezes_the_backbone():
     assert trainable == ["fc.weight", "fc.bias"]
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], 0.1)
-    model.eval()  # batchnorm statistics stay the backbone's
-    loss = model(torch.randn(4, 3, 224, 224)).logsumexp(1).mean()
-    loss.backward()
+    x = torch.randn(4, 3, 224, 224)
+    with torch.no_grad():
+        expected = model.eval()(x)
+    model.train()  # frozen batchnorm keeps using, and keeping, its running statistics
+    assert not model.get_submodule("layer1.0.bn1").training
+    logits = model(x)
+    torch.testing.assert_close(logits, expected)
+    logits.logsumexp(1).mean().backward()
     optimizer.step()
     after = model.state_dict()
-    assert torch.equal(after["layer4.1.conv2.weight"], before["layer4.1.conv2.weight"])
+    for key in before:
+        if not key.startswith("fc."):
+            assert torch.equal(after[key], before[key]), key
     assert not torch.equal(after["fc.weight"], before["fc.weight"])
 
 
@@ -134,4 +141,6 @@ def test_generated_source_keeps_the_freeze():
 
     source = to_python(cnnspec.load(SPECS / "resnet18_transfer.cnn"))
     assert "self.layer4[1].conv2.requires_grad_(False)" in source
+    assert "class FrozenBatchNorm2d(nn.BatchNorm2d):" in source
+    assert "self.layer4[1].bn2 = FrozenBatchNorm2d(512)" in source
     assert "self.fc.requires_grad_(False)" not in source
