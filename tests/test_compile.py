@@ -294,9 +294,15 @@ def _compile_in_process(capsys, *args) -> str:
     return capsys.readouterr().out
 
 
-def test_cli_pt2_reloads_and_matches(tmp_path, capsys):
+# Exported networks: the plain one, and one with a fractal (its column sampler and
+# column-aware joins, in eval mode) and a zero-channel shortcut.
+EXPORTED = {"tiny": TINY, "fractal_columns": FRACTAL_COLUMNS}
+
+
+@pytest.mark.parametrize("name", sorted(EXPORTED))
+def test_cli_pt2_reloads_and_matches(tmp_path, capsys, name):
     path = tmp_path / "tiny.cnn"
-    path.write_text(TINY)
+    path.write_text(EXPORTED[name])
     out = _compile_in_process(capsys, path, "--format", "pt2", "-o", tmp_path / "t.pt2")
     assert f"wrote {tmp_path / 't.pt2'}" in out and "Params:" in out
     torch.manual_seed(0)
@@ -307,12 +313,13 @@ def test_cli_pt2_reloads_and_matches(tmp_path, capsys):
         torch.testing.assert_close(program.module()(x), model(x), rtol=0, atol=1e-5)
 
 
-def test_cli_onnx_passes_the_checker_and_onnxruntime_matches(tmp_path, capsys):
+@pytest.mark.parametrize("name", sorted(EXPORTED))
+def test_cli_onnx_passes_the_checker_and_onnxruntime_matches(tmp_path, capsys, name):
     onnx = pytest.importorskip("onnx")
     ort = pytest.importorskip("onnxruntime")
     pytest.importorskip("onnxscript")
     path = tmp_path / "tiny.cnn"
-    path.write_text(TINY)
+    path.write_text(EXPORTED[name])
     target = tmp_path / "tiny.onnx"  # the format comes from the extension
     out = _compile_in_process(capsys, path, "-o", target)
     assert out.strip().splitlines()[-1].startswith(f"wrote {target} (ONNX")
