@@ -173,7 +173,7 @@ class _Elaborator:
         if self.steps > MAX_STEPS:
             raise error("E0209", f"the spec takes more than {MAX_STEPS:,} steps to expand",
                         span, label="still expanding here",
-                        help="check repeat counts and recursive blocks")
+                        help="check repeat counts, fractal columns and recursive blocks")
 
     def statement(self, statement, cur: int, ctx: _Context) -> int:
         self.step(statement.span)
@@ -459,7 +459,7 @@ class _Elaborator:
         if len(self.graph.nodes) >= MAX_NODES:
             raise error("E0209", f"the network passes {MAX_NODES:,} layers", span,
                         label="cnnspec stops here rather than run out of memory",
-                        help="check repeat counts and recursive blocks")
+                        help="check repeat counts, fractal columns and recursive blocks")
         node = self.graph.add(name=name, op=op, inputs=inputs, span=span,
                               blocks=ctx.blocks, calls=ctx.calls,
                               training_only=ctx.training_only, frozen=ctx.frozen)
