@@ -27,7 +27,6 @@ from .ir import ancestors, in_place_nodes
 from .layers import (GLOBAL_DROP_PATH, HELPERS, constructor, fractal_joins,
                      pad_channels_widths)
 
-_HELPERS = HELPERS  # classes copied from torch_backend.py
 _COMMENT_COLUMN = 64  # shape comments line up here (longer lines push them right)
 
 _SCOPE_SOURCE = '''\
@@ -181,7 +180,7 @@ class _Writer:
         made = list(self.modules.values())
         if self.fractal:
             made.append(_call("GlobalDropPath", self.fractal))
-        self.helpers = [h for h in _HELPERS if any(e.startswith(h + "(") for e in made)]
+        self.helpers = [h for h in HELPERS if any(e.startswith(h + "(") for e in made)]
 
     def text(self) -> str:
         init = self._init()
@@ -346,7 +345,7 @@ class _Writer:
                 last_in[".".join(parts[:depth])] = node.id
         reserved = ({"x", "self", "torch", "nn", "namedtuple", "Scope", "column",
                      self.class_name,
-                     f"{self.class_name}Outputs", *_HELPERS}
+                     f"{self.class_name}Outputs", *HELPERS}
                     | set(self._output_names()) | set(keyword.kwlist)
                     | {"logits", "out"})
         names: dict[int, str] = {}

@@ -7,14 +7,17 @@ Networks with auxiliary heads come back as a `TrainingHeads` module: the same
 submodules, one generated graph for training (main + auxiliary outputs, as a named
 tuple) and one for eval (plain logits).
 
-Every size a module needs (in_channels, in_features, num_features) is read from the
-checker's side table; nothing here re-derives a shape.
+Which layer each op becomes is `layers.constructor` (shared with the source backend);
+every size a module needs (in_channels, in_features, num_features) is read from the
+checker's side table; nothing here re-derives a shape. A network with `fractal`
+blocks gets one `GlobalDropPath` module whose chosen column the fractal joins read.
 """
 
 from __future__ import annotations
 
 import operator
 from collections import namedtuple
+
 import torch
 import torch.fx as fx
 from torch import nn
