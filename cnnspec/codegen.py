@@ -176,10 +176,9 @@ class _Writer:
         self.needs_scope = any("." in self.nodes[i].name for i in self.modules)
         self.root_indexed = any(not _is_attribute(self.nodes[i].name.split(".")[0])
                                 for i in self.modules)
-        self.fractal = fractal_joins(self.nodes)
-        made = list(self.modules.values())
-        if self.fractal:
-            made.append(_call("GlobalDropPath", self.fractal))
+        fractal = fractal_joins(self.nodes)  # (p, columns) of the column sampler
+        self.sampler = _call("GlobalDropPath", fractal) if fractal else None
+        made = list(self.modules.values()) + ([self.sampler] if self.sampler else [])
         self.helpers = [h for h in HELPERS if any(e.startswith(h + "(") for e in made)]
 
     def text(self) -> str:
@@ -243,9 +242,8 @@ class _Writer:
                     lines.append(f"{self._target(path[:depth])} = Scope()"
                                  + (f"  # {block}" if block else ""))
             lines.append(f"{self._target(path + [leaf])} = {self.modules[node_id]}")
-        if self.fractal:
-            lines.append(f"self.{GLOBAL_DROP_PATH} = "
-                         f"{_call('GlobalDropPath', self.fractal)}  # picks a column")
+        if self.sampler:
+            lines.append(f"self.{GLOBAL_DROP_PATH} = {self.sampler}  # picks a column")
         frozen = [self.nodes[i].name.split(".") for i in self.modules
                   if self.nodes[i].frozen and self.spec.table[i].params]
         if frozen:
@@ -275,7 +273,7 @@ class _Writer:
             if node.id == 0:
                 if names[0] != "x":
                     rows.append((False, f"{names[0]} = x", shape))
-                if self.fractal:
+                if self.sampler:
                     rows.append((False, f"column = self.{GLOBAL_DROP_PATH}()",
                                  "global drop-path: one column, or None"))
                 continue
