@@ -23,7 +23,7 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[torch,chart,test]"
+	$(BIN)/pip install --quiet -e ".[torch,train,chart,test]"
 	touch $@
 
 demo: setup

@@ -8,7 +8,7 @@ parse -> elaborate -> check -> backends (summary, and later torch and graphviz).
 from .diagnostics import Diagnostic, SpecError
 
 __version__ = "0.1.0"
-__all__ = ["Diagnostic", "Spec", "SpecError", "build", "load", "__version__"]
+__all__ = ["Diagnostic", "Spec", "SpecError", "build", "load", "train", "__version__"]
 
 
 def load(source, *, network=None, **params):
@@ -31,6 +31,21 @@ def build(source, *, network=None, device=None, dtype=None, memory_format=None,
     spec = source if isinstance(source, Spec) else _load(source, network=network,
                                                            **params)
     return to_torch(spec, device=device, dtype=dtype, memory_format=memory_format)
+
+
+def train(spec, data=None, out=None, **options):
+    """Train a spec (a path or a loaded `Spec`) on `data` with its `train { }` recipe.
+
+    `data`: "digits", "synthetic", "cifar10:PATH", "cifar100:PATH", an image folder
+    path, or a (train, val) pair of Datasets yielding (image_tensor, label). `out`:
+    the run folder (default runs/NAME). Options override the recipe (epochs, batch,
+    lr, weight_decay, label_smoothing, clip_grad, ema, seed, device, amp, ...), or
+    say how to run (resume=RUN_DIR, network=, params={...}, verbose=False). Returns
+    a TrainResult: .model (best weights), .history, .metrics, .val_top1, .run_dir.
+    """
+    from .training.run import train as _train
+
+    return _train(spec, data, out, **options)
 
 
 def __getattr__(name):

@@ -21,10 +21,17 @@ from .parse import parse
 class Spec:
     """A checked network: the IR graph plus the facts of every node."""
 
-    def __init__(self, graph: Graph, table: ShapeTable, path: str | None = None):
+    def __init__(self, graph: Graph, table: ShapeTable, path: str | None = None,
+                 source=None, overrides: dict | None = None):
         self.graph = graph
         self.table = table
         self.path = path
+        self.source = source if source is not None else path  # what load() was given
+        self.overrides = dict(overrides or {})  # the parameters the caller set
+
+    def with_params(self, **params) -> "Spec":
+        """The same network loaded again with some parameters set (e.g. classes=5)."""
+        return load(self.source, network=self.name, **{**self.overrides, **params})
 
     # -- headline numbers
     @property
@@ -124,7 +131,7 @@ def load(source: str | os.PathLike, *, network: str | None = None, **params) -> 
         raise error("E0002", "the spec nests too deeply to follow", Span(
             SourceFile(path or "<string>", text), 1, 1, 1, 2),
             help="flatten deeply nested expressions or blocks") from None
-    return Spec(graph, table, path)
+    return Spec(graph, table, path, source=path if path else text, overrides=params)
 
 
 def _read(source) -> tuple[str | None, str]:

@@ -22,6 +22,9 @@ examples:
   cnnspec render specs/googlenet.cnn -o googlenet.svg --depth 1
   cnnspec graph specs/resnet50.cnn -o resnet50.graphml
   cnnspec compare specs/*.cnn -o comparison.png
+  cnnspec train specs/lenet5.cnn --data digits       # trains in seconds; see runs/lenet5
+  cnnspec train specs/resnet18.cnn --data ~/pets --epochs 30 --nproc 2
+  cnnspec train specs/resnet18.cnn --resume runs/resnet18
 """
 
 FORMATS = {"py": ".py", "pt2": ".pt2", "onnx": ".onnx"}
@@ -89,7 +92,82 @@ def _parser() -> argparse.ArgumentParser:
                          "cost, for networkx and other graph tools")
     graph.add_argument("-o", "--output", required=True, metavar="OUT",
                        help="a .graphml file, or .json (networkx node-link data)")
+    _train_parser(commands)
     return parser
+
+
+def _train_parser(commands) -> None:
+    train = commands.add_parser(
+        "train", help="train a spec on a data set with its `train { }` recipe",
+        description="Train a spec with its `train { }` recipe (flags override it). "
+        "Writes a run folder: run.json, metrics.jsonl, weights.safetensors (the best "
+        "epoch), last.ckpt (for --resume) and curves.png. See docs/training.md.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EXAMPLES)
+    train.add_argument("file", metavar="FILE", help="a .cnn spec")
+    train.add_argument("--network", metavar="NAME",
+                       help="which network, when the file defines several")
+    train.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
+                       dest="params", help="set a network parameter (repeatable); "
+                       "`classes` is taken from the data unless set")
+    data = train.add_argument_group("data and output")
+    data.add_argument("--data", metavar="SOURCE", help="digits (scikit-learn's "
+                      "handwritten digits), synthetic[:N], cifar10:PATH, cifar100:PATH, "
+                      "or an image folder PATH (PATH/train/CLASS/*, PATH/val/CLASS/*); "
+                      "on --resume, the run's own data by default")
+    data.add_argument("--val-fraction", type=float, metavar="F",
+                      help="held out for validation when a folder has no val/ (0.1)")
+    data.add_argument("--workers", type=int, metavar="N",
+                      help="data-loading processes (0: load in the training process)")
+    data.add_argument("--out", metavar="RUN_DIR",
+                      help="the run folder (default runs/NAME, runs/NAME-2, ...)")
+    data.add_argument("--resume", metavar="RUN_DIR",
+                      help="continue the run in RUN_DIR from its last.ckpt, exactly")
+    data.add_argument("--json", action="store_true", help="print the final metrics as "
+                      "one JSON object on the last line (progress goes to stderr)")
+    recipe = train.add_argument_group("recipe (overrides the spec's `train { }`)")
+    recipe.add_argument("--epochs", type=int, metavar="N")
+    recipe.add_argument("--batch", type=int, metavar="N",
+                        help="the global batch, split over --nproc processes")
+    recipe.add_argument("--lr", type=float, metavar="X", help="the optimizer's learning rate")
+    recipe.add_argument("--weight-decay", type=float, metavar="X")
+    recipe.add_argument("--no-decay-norm-bias", dest="decay_norm_bias",
+                        action="store_false", default=None,
+                        help="no weight decay on batchnorm and bias parameters")
+    recipe.add_argument("--label-smoothing", type=float, metavar="X")
+    recipe.add_argument("--clip-grad", type=float, metavar="NORM",
+                        help="clip the gradient norm to NORM")
+    recipe.add_argument("--ema", type=float, metavar="DECAY",
+                        help="validate and save an exponential moving average of the "
+                        "weights (e.g. 0.999)")
+    recipe.add_argument("--seed", type=int, metavar="N", help="random seed (0)")
+    device = train.add_argument_group("device and scale")
+    device.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    device.add_argument("--amp", choices=("off", "bf16", "fp16"),
+                        help="mixed precision (fp16 uses a gradient scaler)")
+    device.add_argument("--channels-last", action="store_true", default=None)
+    device.add_argument("--compile", action="store_true", default=None,
+                        help="torch.compile the model")
+    device.add_argument("--nproc", type=int, metavar="N", help="train in N processes "
+                        "on this machine (data parallel, through torchrun)")
+    device.add_argument("--sync-batchnorm", action="store_true", default=None,
+                        help="batchnorm statistics over all processes' batches")
+
+
+TRAIN_EXAMPLES = """\
+examples:
+  cnnspec train specs/lenet5.cnn --data digits
+  cnnspec train specs/alexnet.cnn --data ~/imagenette --epochs 30 --device cuda --amp bf16
+  cnnspec train specs/resnet18.cnn --data cifar10:~/cifar --set classes=10 --nproc 2
+  cnnspec train specs/lenet5.cnn --resume runs/lenet5 --epochs 40
+  torchrun --nproc-per-node 4 -m cnnspec train specs/resnet50.cnn --data ~/imagenet
+
+exit status: 0 trained, 1 the spec or the run is wrong (a non-finite loss), 2 usage
+(a bad flag, missing data), 130 interrupted (the last finished epoch is kept)
+"""
+
+TRAIN_OVERRIDES = ("epochs", "batch", "lr", "weight_decay", "decay_norm_bias",
+                   "label_smoothing", "clip_grad", "ema", "seed", "device", "amp",
+                   "channels_last", "compile", "workers", "sync_batchnorm", "val_fraction")
 
 
 def _param_value(text: str):
@@ -124,6 +202,8 @@ def _report(problem, stream) -> None:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.command == "train":
+        return _train(args, parser, sys.argv[1:] if argv is None else list(argv))
     if args.command == "compare":
         return _compare(args, parser)
     if not os.path.isfile(args.file):
@@ -185,6 +265,72 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
             chart(comparison, args.output)
         except OSError as problem:
             return _fail(f"cannot write {args.output}: {problem.strerror or problem}", 2)
+    return 0
+
+
+def _without_nproc(argv: list[str]) -> list[str]:
+    kept, skip = [], False
+    for item in argv:
+        if skip:
+            skip = False
+        elif item == "--nproc":
+            skip = True
+        elif not item.startswith("--nproc="):
+            kept.append(item)
+    return kept
+
+
+def _train(args, parser: argparse.ArgumentParser, argv: list[str]) -> int:
+    """`cnnspec train`: flags to `cnnspec.training.run.train`, outcomes to exit codes."""
+    if not os.path.isfile(args.file):
+        parser.error(f"no such file: {args.file}")
+    if args.nproc is not None and args.nproc < 1:
+        parser.error("--nproc must be 1 or more")
+    if args.data is None and args.resume is None:
+        parser.error("give the data to train on: --data digits, --data synthetic, "
+                     "--data cifar10:PATH or --data PATH (an image folder)")
+    missing = _missing_modules(["torch", "torchvision", "safetensors"])
+    if missing:
+        return _fail(f"training needs {', '.join(missing)}: pip install "
+                     "'cnnspec[train]'", 2)
+    from .diagnostics import SpecError
+    from .training.errors import TrainingError, UsageError
+    from .training.progress import Reporter
+    from .training.run import Interrupted, preflight, train
+
+    overrides = {name: getattr(args, name) for name in TRAIN_OVERRIDES}
+    options = dict(network=args.network, params=_params(args.params, parser),
+                   resume=args.resume, **overrides)
+    try:
+        if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+            preflight(args.file, args.data, nproc=args.nproc, **options)
+            from .training.distributed import launch
+
+            return launch(_without_nproc(argv), args.nproc)
+        result = train(args.file, data=args.data, out=args.out,
+                       reporter=Reporter(sys.stderr if args.json else sys.stdout),
+                       command=" ".join(["cnnspec"] + argv), **options)
+    except SpecError as problem:
+        _report(problem, sys.stderr)
+        return 1
+    except UsageError as problem:
+        return _fail(str(problem), 2)
+    except TrainingError as problem:
+        return _fail(str(problem), 1)
+    except Interrupted as stop:
+        print(f"\ninterrupted in epoch {stop.epoch}; every finished epoch is saved. "
+              f"Continue with:\n  cnnspec train {args.file} --resume {stop.run_dir}",
+              file=sys.stderr)
+        return 130
+    if int(os.environ.get("RANK", "0")) != 0:
+        return 0
+    if args.json:
+        import json
+
+        print(json.dumps(result.metrics))
+    else:
+        print(f"weights: {result.run_dir / 'weights.safetensors'} (epoch "
+              f"{result.metrics['best_epoch']}); curves: {result.run_dir / 'curves.png'}")
     return 0
 
 

@@ -23,3 +23,29 @@ block fractal(c, columns) {
 @pytest.fixture
 def spec_path():
     return lambda name: SPECS / f"{name}.cnn"
+
+
+def _write_image_folder(root: Path, classes: int = 2, per_class: int = 4,
+                        size: tuple[int, int] = (32, 32), val: bool = False) -> Path:
+    """A tiny ImageFolder of PNGs (class k tinted by a colour of its own, plus noise,
+    so it can be learnt): root/train/<class>/*.png and, with val, root/val/..."""
+    import numpy
+    from PIL import Image
+
+    rng = numpy.random.default_rng(0)
+    width, height = size
+    for split in ("train", "val") if val else ("train",):
+        for k in range(classes):
+            folder = root / split / "abcdefghij"[k]
+            folder.mkdir(parents=True)
+            tint = numpy.array([(k * 97) % 256, (k * 53 + 80) % 256, (k * 151) % 256])
+            for i in range(per_class):
+                pixels = rng.integers(0, 64, (height, width, 3)) + tint * 0.75
+                Image.fromarray(pixels.clip(0, 255).astype("uint8")).save(
+                    folder / f"{i}.png")
+    return root
+
+
+@pytest.fixture
+def image_folder():
+    return _write_image_folder

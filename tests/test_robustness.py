@@ -22,7 +22,7 @@ import textwrap
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import cnnspec
@@ -259,7 +259,7 @@ def _layer(draw, depth: int):
     if kind == "conv":
         extra = draw(st.lists(st.sampled_from([
             f"k={v(SMALL)}", f"s={v(SMALL)}", f"p={v(SMALL)}", f"groups={v(SMALL)}",
-            f"d={v(SMALL)}", "bias=false", f"bias={v()}", f"k=0", "padding=same",
+            f"d={v(SMALL)}", "bias=false", f"bias={v()}", "k=0", "padding=same",
             f"{v(SMALL)}"]), max_size=4))
         return " ".join(["conv", v()] + extra)
     if kind == "dwconv":

@@ -1,0 +1,119 @@
+"""One training run, resolved: the spec's recipe, defaults and the user's overrides.
+
+Takes: a `Recipe` (or None) and override keywords (the `cnnspec train` flags, or
+`cnnspec.train(**overrides)`). Returns: a frozen, validated `RunConfig`, which is
+what the run follows and what `run.json` stores. A bad override raises
+`UsageError` naming the flag.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ..recipe import Adam, Augmentation, CosineSchedule, Init, Optimizer, Recipe, Schedule
+from .errors import UsageError
+
+# What a spec without `train { }` gets: a short, robust run (printed at the start).
+DEFAULT_OPTIMIZER = Adam(kind="adamw", lr=1e-3)
+DEFAULT_SCHEDULE = CosineSchedule(kind="cosine")
+DEFAULT_EPOCHS = 10
+DEFAULT_BATCH = 64
+
+
+class RunConfig(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # -- the recipe, resolved
+    optimizer: Optimizer
+    schedule: Schedule
+    epochs: Annotated[int, Field(ge=1)]
+    batch: Annotated[int, Field(ge=1)]
+    weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    decay_norm_bias: bool = True
+    label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
+    init: Init | None = None
+    augment: tuple[Augmentation, ...] = ()
+    clip_grad: Annotated[float, Field(gt=0)] | None = None
+    ema: Annotated[float, Field(gt=0, lt=1)] | None = None
+    # -- where and how it runs
+    seed: int = 0
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    amp: Literal["off", "bf16", "fp16"] = "off"
+    channels_last: bool = False
+    compile: bool = False
+    workers: Annotated[int, Field(ge=0)] = 0
+    sync_batchnorm: bool = False
+    val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
+    # -- which entries came from the spec, which from defaults (for the printout)
+    defaults_used: tuple[str, ...] = ()
+
+
+# Overrides that replace a recipe entry, and the ones that only set how it runs.
+RECIPE_OVERRIDES = {"epochs", "batch", "weight_decay", "label_smoothing"}
+RUN_OVERRIDES = {"seed", "device", "amp", "channels_last", "compile", "workers",
+                 "sync_batchnorm", "val_fraction", "clip_grad", "ema", "decay_norm_bias"}
+OVERRIDES = RECIPE_OVERRIDES | RUN_OVERRIDES | {"lr"}
+
+
+def resolve(recipe: Recipe | None, **overrides) -> RunConfig:
+    """The run's configuration: spec entries, then defaults, then overrides."""
+    unknown = sorted(set(overrides) - OVERRIDES)
+    if unknown:
+        raise UsageError(f"unknown training option `{unknown[0]}`; options are "
+                            + ", ".join(sorted(OVERRIDES)))
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    recipe = recipe or Recipe()
+    values = {"optimizer": recipe.optimizer, "schedule": recipe.schedule,
+              "epochs": recipe.epochs, "batch": recipe.batch,
+              "weight_decay": recipe.weight_decay,
+              "label_smoothing": recipe.label_smoothing, "init": recipe.init,
+              "augment": recipe.augment}
+    defaults = {"optimizer": DEFAULT_OPTIMIZER, "schedule": DEFAULT_SCHEDULE,
+                "epochs": DEFAULT_EPOCHS, "batch": DEFAULT_BATCH}
+    used = tuple(k for k, v in defaults.items() if values[k] is None and k not in overrides)
+    for key, default in defaults.items():
+        if values[key] is None:
+            values[key] = default
+    if "lr" in overrides:
+        values["optimizer"] = values["optimizer"].model_copy(
+            update={"lr": overrides.pop("lr")})
+    values.update(overrides)
+    try:
+        config = RunConfig.model_validate({**values, "defaults_used": used})
+    except ValidationError as problem:
+        first = problem.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"invalid training option `{where}`: {first['msg']}") from None
+    return config
+
+
+def resume(saved: str, **overrides) -> RunConfig:
+    """A checkpoint's configuration (JSON), with the overrides given on resuming
+    (more `epochs`, another `device` or `workers`) applied on top."""
+    values = json.loads(saved)
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if "lr" in overrides:
+        values["optimizer"]["lr"] = overrides.pop("lr")
+    values.update(overrides)
+    try:
+        return RunConfig.model_validate(values)
+    except ValidationError as problem:
+        first = problem.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise UsageError(f"invalid training option `{where}`: {first['msg']}") from None
+
+
+def describe_optimizer(optimizer) -> str:
+    """`sgd lr=0.01 momentum=0.9`: the recipe's own notation."""
+    fields = optimizer.model_dump(exclude={"kind"}, exclude_defaults=True)
+    if "lr" not in fields:
+        fields["lr"] = optimizer.lr
+    return " ".join([optimizer.kind] + [f"{k}={v}" for k, v in fields.items()])
+
+
+def describe_schedule(schedule) -> str:
+    fields = schedule.model_dump(exclude={"kind"}, exclude_defaults=True)
+    return " ".join([schedule.kind] + [f"{k}={v}" for k, v in fields.items()])

@@ -1,0 +1,423 @@
+"""Data sources for training: a source name, a spec's input shape and its recipe's
+`augment` list -> train and validation datasets of images the spec accepts.
+
+Takes: a source (`digits`, `synthetic[:N]`, `cifar10:PATH`, `cifar100:PATH`, an
+image folder, or a `(train, val)` pair of datasets), the spec's input shape C x H x W,
+and the recipe's augmentations. Returns: `Datasets` whose items are
+`(float32 tensor of exactly C x H x W, int label)`, the class names, and one-line
+notes on what was converted. Every problem with the data raises `DataError` with a
+message that names the file or folder and says what to do.
+
+Images are float tensors in [0, 1] until `normalize`, which uses ImageNet's mean and
+std (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) for 3 channels and 0.5 / 0.5 for
+1 channel (any other count: 0.5 per channel). The train pipeline applies the recipe's
+augmentations in order; the validation pipeline is their deterministic counterpart
+(random crops become center crops, flips and colour changes are dropped).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import pickle
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.utils.data import Dataset, Subset
+
+from .errors import DataError
+from .transforms import is_random, pipelines, v2_module
+
+SOURCES = ("digits, synthetic[:N], cifar10:PATH, cifar100:PATH, an image folder PATH "
+           "(PATH/train/<class>/*, optionally PATH/val/<class>/*), "
+           "or a (train, val) pair of datasets")
+
+# Above this many bytes, the deterministic part of a tensor source's pipeline runs
+# per item instead of once for the whole set (CIFAR at 227x227 would need 30 GB).
+PRECOMPUTE_BYTES = 256 * 2**20
+
+
+@dataclass
+class Datasets:
+    train: Dataset
+    val: Dataset
+    classes: list[str]
+    notes: list[str] = field(default_factory=list)
+
+
+def open_data(source, input_shape: tuple[int, int, int], augment: tuple = (), *,
+              seed: int = 0, val_fraction: float = 0.1) -> Datasets:
+    """The train and validation datasets of `source`, shaped for `input_shape`."""
+    input_shape = _checked_shape(input_shape)
+    if not isinstance(source, str):
+        return _pair(source, input_shape, augment)
+    if source == "digits":
+        return _digits(input_shape, augment)
+    if source == "synthetic" or source.startswith("synthetic:"):
+        return _synthetic(source, input_shape, augment, seed)
+    if source in ("cifar10", "cifar100"):
+        raise DataError(f"`{source}` needs the folder holding its batches: "
+                        f"`{source}:PATH`; valid sources: {SOURCES}")
+    scheme = re.match(r"([A-Za-z]\w+):", source)
+    if scheme and not os.path.exists(source):
+        if scheme[1] in ("cifar10", "cifar100"):
+            return _cifar(scheme[1], source[len(scheme[0]):], input_shape, augment)
+        raise DataError(f"unknown data source `{scheme[0]}`; valid sources: {SOURCES}")
+    return _image_folder(Path(source), input_shape, augment, seed, val_fraction)
+
+
+# --- Pipelines --------------------------------------------------------------------
+
+class TensorImages(Dataset):
+    """Images held as one N x C x H x W tensor; `transform` (if any) runs per item."""
+
+    def __init__(self, images: torch.Tensor, labels: list[int], transform=None) -> None:
+        self.images, self.labels, self.transform = images, labels, transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, self.labels[index]
+
+
+class SyntheticImages(Dataset):
+    """Random images in 10 classes: uniform noise plus a colour per class, so a model
+    can learn the labels. Item i is a pure function of (seed, split, i)."""
+
+    def __init__(self, length: int, shape, seed: int, split: int, transform=None) -> None:
+        self.shape, self.seed, self.split, self.transform = shape, seed, split, transform
+        self.colours = torch.rand(10, shape[0], 1, 1,
+                                  generator=torch.Generator().manual_seed(seed))
+        labels = torch.Generator().manual_seed(hash((seed, split)) & (2**63 - 1))
+        self.labels = torch.randint(10, (length,), generator=labels).tolist()
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        noise = torch.Generator().manual_seed(
+            hash((self.seed, self.split, index)) & (2**63 - 1))
+        label = self.labels[index]
+        image = 0.6 * torch.rand(self.shape, generator=noise) + 0.4 * self.colours[label]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, label
+
+
+class Converted(Dataset):
+    """A user's dataset with `transform` applied to each image."""
+
+    def __init__(self, dataset: Dataset, transform) -> None:
+        self.dataset, self.transform = dataset, transform
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, index: int):
+        image, label = self.dataset[index]
+        return self.transform(image), label
+
+
+def _tensor_images(images: torch.Tensor, labels: list[int], steps: list) -> TensorImages:
+    """The steps before the first random one run once over all images (when the
+    result fits in PRECOMPUTE_BYTES), so an item is an index plus the random rest."""
+    v2 = v2_module()
+    split = next((i for i, step in enumerate(steps) if is_random(step)), len(steps))
+    head = v2.Compose(steps[:split])
+    one = head(images[:1])
+    if one.numel() * one.element_size() * len(images) > PRECOMPUTE_BYTES:
+        return TensorImages(images, labels, v2.Compose(steps))
+    images = torch.cat([head(chunk) for chunk in images.split(4096)])
+    rest = steps[split:]
+    transform = v2.Compose(rest) if rest and is_random(rest[0]) else None
+    return TensorImages(images.as_subclass(torch.Tensor).contiguous(), labels, transform)
+
+
+# --- Sources ----------------------------------------------------------------------
+
+def _digits(input_shape, augment) -> Datasets:
+    try:
+        from sklearn.datasets import load_digits
+        from sklearn.model_selection import train_test_split
+    except ImportError:
+        raise DataError("the `digits` source needs scikit-learn: "
+                        "pip install scikit-learn") from None
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16.0
+    labels = digits.target.tolist()
+    train_index, val_index = train_test_split(
+        list(range(len(labels))), test_size=0.2, random_state=0, stratify=labels)
+    train_steps, val_steps, notes = pipelines((1, 8, 8), input_shape, augment)
+    train = _tensor_images(images[train_index], [labels[i] for i in train_index],
+                           train_steps)
+    val = _tensor_images(images[val_index], [labels[i] for i in val_index], val_steps)
+    head = (f"digits: {len(train):,} train / {len(val):,} val images "
+            "(fixed stratified split, random_state=0)")
+    return Datasets(train, val, [str(d) for d in range(10)], [head, *notes])
+
+
+def _synthetic(source: str, input_shape, augment, seed: int) -> Datasets:
+    count = source.partition(":")[2]
+    if count and not (count.isdigit() and int(count) > 0):
+        raise DataError(f"`{source}`: the image count after `synthetic:` must be a "
+                        "positive whole number, like `synthetic:512`")
+    length = int(count) if count else 512
+    val_length = max(length // 4, 64)
+    train_steps, val_steps, notes = pipelines(input_shape, input_shape, augment)
+    compose = v2_module().Compose
+    train_transform, val_transform = ((compose(train_steps), compose(val_steps))
+                                      if augment else (None, None))
+    train = SyntheticImages(length, input_shape, seed, 0, train_transform)
+    val = SyntheticImages(val_length, input_shape, seed, 1, val_transform)
+    head = (f"synthetic: {length:,} train / {val_length:,} val random images, "
+            f"10 classes (seed {seed})")
+    return Datasets(train, val, [str(d) for d in range(10)], [head, *notes])
+
+
+class _FilesPresent:
+    """torchvision checks each CIFAR file's md5, which rejects subsets and test
+    fixtures; we check only that the files exist (a damaged one fails to unpickle)."""
+
+    def _check_integrity(self) -> bool:
+        batches = Path(self.root) / self.base_folder
+        names = [name for name, _ in self.train_list + self.test_list]
+        return all((batches / name).is_file() for name in names)
+
+    def _load_meta(self) -> None:
+        with open(Path(self.root) / self.base_folder / self.meta["filename"], "rb") as f:
+            self.classes = pickle.load(f, encoding="latin1")[self.meta["key"]]
+        self.class_to_idx = {name: i for i, name in enumerate(self.classes)}
+
+
+def _cifar_class(kind: str):
+    try:
+        from torchvision.datasets import CIFAR10, CIFAR100
+    except ImportError:
+        raise DataError(f"the `{kind}` source needs torchvision: "
+                        "pip install torchvision") from None
+    return type(f"_{kind.upper()}", (_FilesPresent, CIFAR10 if kind == "cifar10"
+                                     else CIFAR100), {})
+
+
+def _cifar(kind: str, path: str, input_shape, augment) -> Datasets:
+    cifar = _cifar_class(kind)
+    expected = ([name for name, _ in cifar.train_list + cifar.test_list]
+                + [cifar.meta["filename"]])
+    wanted = f"the python-pickle batches {', '.join(expected)} (from {cifar.filename})"
+    folder = Path(path).expanduser()
+    if not path or not folder.is_dir():
+        raise DataError(f"{kind} folder `{path}` does not exist; pass the folder that "
+                        f"holds {cifar.base_folder}/ with {wanted}")
+    root = folder.parent if folder.name == cifar.base_folder else folder
+    batches = root / cifar.base_folder
+    missing = [name for name in expected if not (batches / name).is_file()]
+    if missing:
+        raise DataError(f"{batches} lacks {', '.join(missing)}; `{kind}:PATH` needs "
+                        f"{wanted}")
+    try:
+        train, val = cifar(str(root), train=True), cifar(str(root), train=False)
+    except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as problem:
+        raise DataError(f"cannot read the {kind} batches in {batches} ({problem!r}); "
+                        f"replace them with {wanted}") from None
+    train_steps, val_steps, notes = pipelines((3, 32, 32), input_shape, augment)
+    train_set = _tensor_images(_chw(train.data), list(train.targets), train_steps)
+    val_set = _tensor_images(_chw(val.data), list(val.targets), val_steps)
+    head = (f"{kind}: {len(train_set):,} train / {len(val_set):,} val images "
+            "(the test batch as validation)")
+    return Datasets(train_set, val_set, list(train.classes), [head, *notes])
+
+
+def _chw(images) -> torch.Tensor:
+    """CIFAR's N x H x W x C uint8 array as an N x C x H x W tensor."""
+    return torch.from_numpy(images).permute(0, 3, 1, 2).contiguous()
+
+
+def _load_image(path: str):
+    """ImageFolder's loader: the image as RGB, or a DataError naming the file."""
+    from PIL import Image
+
+    try:
+        with open(path, "rb") as f:
+            return Image.open(f).convert("RGB")
+    except Exception as problem:  # PIL raises many kinds; any means "unusable file"
+        reason = ("not an image PIL can decode" if type(problem).__name__ ==
+                  "UnidentifiedImageError" else str(problem) or type(problem).__name__)
+        raise DataError(f"cannot read image {path}: {reason}; "
+                        "replace or delete the file") from None
+
+
+def _entries(root: Path) -> list[Path]:
+    return [e for e in sorted(root.iterdir()) if not e.name.startswith(".")]
+
+
+def _class_folders(root: Path) -> list[str]:
+    entries = _entries(root)
+    classes = [e.name for e in entries if e.is_dir()]
+    layout = f"put each class's images in its own folder, {root}/<class>/"
+    if not classes and entries:
+        raise DataError(f"{root} holds files but no class folders; {layout}")
+    if not classes:
+        raise DataError(f"{root} is empty; {layout} (at least two classes)")
+    if len(classes) == 1:
+        raise DataError(f"{root} has only one class folder ({classes[0]}); a classifier "
+                        f"needs at least two class folders: {layout}")
+    return classes
+
+
+def _class_folder_dataset(root: Path, classes: list[str], transform, allow_empty=False):
+    """torchvision's ImageFolder over `root` with the labels of `classes` (so val/
+    numbers its classes as train/ does, even when it lacks some)."""
+    try:
+        from torchvision.datasets import ImageFolder
+    except ImportError:
+        raise DataError("image folders need torchvision: pip install torchvision") from None
+
+    class ClassFolders(ImageFolder):
+        def find_classes(self, directory):
+            return list(classes), {name: i for i, name in enumerate(classes)}
+
+    try:
+        return ClassFolders(str(root), transform, loader=_load_image,
+                            allow_empty=allow_empty)
+    except FileNotFoundError as problem:
+        raise DataError(f"{root}: {problem}; add images or remove the empty "
+                        "class folders") from None
+
+
+def _image_folder(path: Path, input_shape, augment, seed: int,
+                  val_fraction: float) -> Datasets:
+    if not path.exists():
+        raise DataError(f"data folder {path} does not exist; valid sources: {SOURCES}")
+    if not path.is_dir():
+        raise DataError(f"{path} is a file, not a folder; valid sources: {SOURCES}")
+    train_root = path / "train" if (path / "train").is_dir() else path
+    val_root = path / "val" if train_root != path and (path / "val").is_dir() else None
+    classes = _class_folders(train_root)
+    train_set = _class_folder_dataset(train_root, classes, None)
+    first = train_set.samples[0][0]
+    train_steps, val_steps, notes = pipelines(
+        (3, *_image_size(first)), input_shape, augment)
+    compose = v2_module().Compose
+    train_set.transform = compose(train_steps)
+    if val_root is not None:
+        val = _val_folder(val_root, classes, compose(val_steps))
+        train, how = train_set, f"{val_root.name}/ as validation"
+    else:
+        if not 0 < val_fraction < 1:
+            raise DataError(f"val_fraction must lie between 0 and 1, not {val_fraction}")
+        val_set = copy.copy(train_set)
+        val_set.transform = compose(val_steps)
+        train_index, val_index = _stratified_split(train_set.targets, val_fraction, seed)
+        if not val_index:
+            raise DataError(f"{train_root} has too few images to hold out a validation "
+                            f"set; add images or a {path}/val/<class>/ folder")
+        train, val = Subset(train_set, train_index), Subset(val_set, val_index)
+        how = f"seeded stratified split, val_fraction={val_fraction}, seed={seed}"
+    head = (f"{path.name}: {len(train):,} train / {len(val):,} val images, "
+            f"{len(classes)} classes ({how})")
+    return Datasets(train, val, classes, [head, *notes])
+
+
+def _val_folder(root: Path, classes: list[str], transform):
+    extra = [e.name for e in _entries(root) if e.is_dir() and e.name not in classes]
+    if extra:
+        raise DataError(f"{root} has class folders that train/ lacks: {', '.join(extra)}; "
+                        "train/ and val/ need the same class folders")
+    val = _class_folder_dataset(root, classes, transform, allow_empty=True)
+    if not len(val):
+        raise DataError(f"{root} has no images; add some to its class folders "
+                        "or remove it to split train/ instead")
+    return val
+
+
+def _image_size(path: str) -> tuple[int | None, int | None]:
+    """(H, W) of an image from its header, or (None, None) if it cannot be read
+    (the loader reports that file when an epoch reaches it)."""
+    from PIL import Image
+
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width
+    except Exception:
+        return None, None
+
+
+def _stratified_split(targets: list[int], val_fraction: float,
+                      seed: int) -> tuple[list[int], list[int]]:
+    """Train and validation indices: from each class, a seeded random
+    round(val_fraction * count) images (at least one when the class has two)."""
+    generator = torch.Generator().manual_seed(seed)
+    by_class: dict[int, list[int]] = {}
+    for index, target in enumerate(targets):
+        by_class.setdefault(target, []).append(index)
+    train, val = [], []
+    for indices in by_class.values():
+        order = [indices[i] for i in torch.randperm(len(indices), generator=generator)]
+        held = max(1, round(val_fraction * len(indices))) if len(indices) > 1 else 0
+        val += order[:held]
+        train += order[held:]
+    return sorted(train), sorted(val)
+
+
+def _pair(source, input_shape, augment) -> Datasets:
+    if not (isinstance(source, (tuple, list)) and len(source) == 2
+            and all(hasattr(d, "__getitem__") and hasattr(d, "__len__") for d in source)):
+        raise DataError(f"a data source is a string or a (train, val) pair of datasets, "
+                        f"not {type(source).__name__}; valid sources: {SOURCES}")
+    train, val = source
+    shape = _item_shape(train, "train")
+    _item_shape(val, "validation")
+    notes = [f"datasets passed in: {len(train):,} train / {len(val):,} val images"]
+    image = train[0][0]
+    if shape != tuple(input_shape) or not (torch.is_tensor(image)
+                                           and image.dtype == torch.float32):
+        steps, _, conversions = pipelines(shape, input_shape, ())
+        transform = v2_module().Compose(steps)
+        train, val = Converted(train, transform), Converted(val, transform)
+        notes += conversions
+    if augment:
+        notes.append("the recipe's augment is not applied to datasets passed in; "
+                     "give them their own transforms")
+    return Datasets(train, val, _classes_of(source[0]), notes)
+
+
+def _item_shape(dataset, name: str) -> tuple[int, int, int]:
+    """C x H x W of the dataset's first image (a tensor or a PIL image)."""
+    if not len(dataset):
+        raise DataError(f"the {name} dataset passed in is empty")
+    item = dataset[0]
+    if not (isinstance(item, (tuple, list)) and len(item) == 2):
+        raise DataError(f"the {name} dataset passed in must yield (image, label) pairs; "
+                        f"its first item is a {type(item).__name__}")
+    image = item[0]
+    if torch.is_tensor(image) and image.dim() in (2, 3):
+        return (1, *image.shape) if image.dim() == 2 else tuple(image.shape)
+    if hasattr(image, "getbands") and hasattr(image, "size"):
+        return (len(image.getbands()), image.size[1], image.size[0])
+    raise DataError(f"the {name} dataset passed in must yield images as C x H x W "
+                    f"tensors or PIL images; its first image is a {type(image).__name__}"
+                    + (f" of shape {tuple(image.shape)}" if torch.is_tensor(image) else ""))
+
+
+def _classes_of(dataset) -> list[str]:
+    """The dataset's `classes` (looking through Subset), or [] when it has none."""
+    while dataset is not None:
+        classes = getattr(dataset, "classes", None)
+        if classes is not None:
+            return [str(name) for name in classes]
+        dataset = getattr(dataset, "dataset", None)
+    return []
+
+
+def _checked_shape(shape) -> tuple[int, int, int]:
+    shape = tuple(shape)
+    if len(shape) != 3 or not all(isinstance(n, int) and n > 0 for n in shape):
+        raise DataError(f"image data needs a C x H x W input; the spec's input is "
+                        f"{'x'.join(map(str, shape))}")
+    return shape

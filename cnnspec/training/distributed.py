@@ -1,0 +1,108 @@
+"""Multi-process data parallel: torchrun's environment, the process group, samplers.
+
+Takes: the environment torchrun sets (RANK, WORLD_SIZE, LOCAL_RANK) and the run's
+device choice. Returns: a `World` (rank, size, device); data samplers that give
+every rank its share; `launch`, which starts N processes of the same command
+through `torch.distributed.run`. One process is simply a world of size 1: the same
+code path, no process group.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.utils.data import DistributedSampler, Sampler
+
+from .errors import UsageError
+
+
+@dataclass
+class World:
+    rank: int
+    size: int
+    local_rank: int
+    device: torch.device
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def pick_device(choice: str, local_rank: int = 0) -> torch.device:
+    if choice == "auto":
+        if torch.cuda.is_available():
+            choice = "cuda"
+        elif getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+            choice = "mps"
+        else:
+            choice = "cpu"
+    if choice == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda: no CUDA device is visible to PyTorch "
+                             "(use --device cpu, or auto)")
+        return torch.device("cuda", local_rank % torch.cuda.device_count())
+    if choice == "mps" and not (getattr(torch.backends, "mps", None)
+                                and torch.backends.mps.is_available()):
+        raise UsageError("--device mps: Apple's Metal backend is not available here")
+    return torch.device(choice)
+
+
+def join(device_choice: str) -> World:
+    """This process's place in the run; joins the process group under torchrun."""
+    size = int(os.environ.get("WORLD_SIZE", "1"))
+    rank = int(os.environ.get("RANK", "0"))
+    local_rank = int(os.environ.get("LOCAL_RANK", "0"))
+    device = pick_device(device_choice, local_rank)
+    if size > 1 and not dist.is_initialized():
+        if device.type == "cuda":
+            torch.cuda.set_device(device)
+        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
+    return World(rank, size, local_rank, device)
+
+
+def leave() -> None:
+    if dist.is_available() and dist.is_initialized():
+        dist.destroy_process_group()
+
+
+def train_sampler(dataset, world: World, seed: int) -> DistributedSampler:
+    """A new permutation each epoch (`set_epoch`), seeded, split across ranks.
+
+    Rank r takes positions r, r+N, r+2N... of the permutation, so the k-th batches
+    of all ranks together are exactly the k-th global batch of a one-process run
+    with the same seed (with the loader's drop_last): the same optimization."""
+    return DistributedSampler(dataset, num_replicas=world.size, rank=world.rank,
+                              shuffle=True, seed=seed, drop_last=True)
+
+
+class ShardSampler(Sampler):
+    """Validation: every image exactly once over all ranks (no padding, unlike
+    DistributedSampler), so the summed metrics are exact."""
+
+    def __init__(self, dataset, world: World):
+        self.indices = range(world.rank, len(dataset), world.size)
+
+    def __iter__(self):
+        return iter(self.indices)
+
+    def __len__(self):
+        return len(self.indices)
+
+
+def launch(argv: list[str], nproc: int) -> int:
+    """Run `cnnspec ARGV` in `nproc` processes on this machine through torchrun.
+    Multi-node runs call torchrun directly (see docs/training.md)."""
+    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
+               f"--nproc-per-node={nproc}", "-m", "cnnspec", *argv]
+    # torchrun would set one thread per process and say so; share the cores instead.
+    threads = str(max(1, (os.cpu_count() or 1) // nproc))
+    environment = {"OMP_NUM_THREADS": threads, **os.environ}
+    try:
+        return subprocess.call(command, env=environment)
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,167 @@
+"""One epoch of training and one pass of evaluation.
+
+Takes: a model (plain, DDP-wrapped or compiled), a DataLoader, the optimizer and the
+run's settings. Returns: the epoch's sums as plain numbers (`EpochStats`). Auxiliary
+heads (a `TrainingHeads` model returns a named tuple in training) add their weighted
+losses; mixed precision goes through `torch.autocast` and, for fp16, a GradScaler.
+A non-finite loss raises `NonFiniteLoss` before the optimizer steps on it.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+import torch
+import torch.distributed as dist
+from torch.nn import functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+class NonFiniteLoss(Exception):
+    def __init__(self, epoch: int, step: int, value: float):
+        super().__init__(f"the loss became {value} at epoch {epoch}, step {step}")
+        self.epoch, self.step, self.value = epoch, step, value
+
+
+@dataclass
+class EpochStats:
+    loss: float
+    top1: float
+    top5: float
+    images: int
+    seconds: float
+
+
+@dataclass
+class Step:
+    """What the progress display is told after each optimizer step."""
+    index: int
+    steps: int
+    loss: float
+    top1: float
+    images: int
+    seconds: float
+
+
+class Trainer:
+    """Holds what every step needs; `train_epoch` and `evaluate` run the loops."""
+
+    def __init__(self, model, optimizer, device: torch.device, config, aux_weights: dict,
+                 ema=None, scaler=None):
+        self.model = model
+        self.optimizer = optimizer
+        self.device = device
+        self.config = config
+        self.aux_weights = aux_weights
+        self.ema = ema
+        self.scaler = scaler
+        self.non_blocking = device.type == "cuda"
+        self.memory_format = torch.channels_last if config.channels_last \
+            else torch.contiguous_format
+
+    def _autocast(self):
+        dtype = AMP_DTYPES.get(self.config.amp)
+        return torch.autocast(self.device.type, dtype=dtype, enabled=dtype is not None)
+
+    def _to_device(self, images, labels):
+        images = images.to(self.device, non_blocking=self.non_blocking,
+                           memory_format=self.memory_format)
+        return images, labels.to(self.device, non_blocking=self.non_blocking)
+
+    def _loss(self, outputs, labels):
+        """Cross-entropy of the main output plus the weighted auxiliary losses."""
+        smoothing = self.config.label_smoothing
+        if isinstance(outputs, tuple):  # TrainingHeads: (logits, aux1, aux2, ...)
+            logits = outputs[0]
+            loss = F.cross_entropy(logits, labels, label_smoothing=smoothing)
+            for name, aux in zip(outputs._fields[1:], outputs[1:]):
+                loss = loss + self.aux_weights[name] * F.cross_entropy(
+                    aux, labels, label_smoothing=smoothing)
+            return loss, logits
+        return F.cross_entropy(outputs, labels, label_smoothing=smoothing), outputs
+
+    def train_epoch(self, loader, epoch: int, on_step=None) -> EpochStats:
+        self.model.train()
+        loss_sum, correct, seen = 0.0, 0, 0
+        start = time.perf_counter()
+        steps = len(loader)
+        for index, (images, labels) in enumerate(loader, 1):
+            images, labels = self._to_device(images, labels)
+            with self._autocast():
+                loss, logits = self._loss(self.model(images), labels)
+            value = loss.item()  # one sync a step: it guards the update below
+            if not math.isfinite(value):
+                raise NonFiniteLoss(epoch, index, value)
+            self.optimizer.zero_grad(set_to_none=True)
+            self._backward_and_step(loss)
+            if self.ema is not None:
+                self.ema.update_parameters(unwrap(self.model))
+            count = labels.shape[0]
+            loss_sum += value * count
+            correct += int((logits.detach().argmax(1) == labels).sum())
+            seen += count
+            if on_step is not None:
+                on_step(Step(index, steps, loss_sum / seen, correct / seen, seen,
+                             time.perf_counter() - start))
+        seconds = time.perf_counter() - start
+        totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64,
+                              device=self.device)
+        loss_sum, correct, seen = _all_reduce(totals).tolist()
+        seen = max(seen, 1)
+        return EpochStats(loss_sum / seen, correct / seen, float("nan"), int(seen), seconds)
+
+    def _backward_and_step(self, loss) -> None:
+        clip = self.config.clip_grad
+        if self.scaler is not None:
+            self.scaler.scale(loss).backward()
+            if clip is not None:
+                self.scaler.unscale_(self.optimizer)
+                torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+            self.scaler.step(self.optimizer)
+            self.scaler.update()
+            return
+        loss.backward()
+        if clip is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
+        self.optimizer.step()
+
+    @torch.no_grad()
+    def evaluate(self, model, loader) -> EpochStats:
+        """Mean loss, top-1 and top-5 over the whole validation set (all ranks)."""
+        model.eval()
+        totals = torch.zeros(4, dtype=torch.float64, device=self.device)
+        start = time.perf_counter()
+        for images, labels in loader:
+            images, labels = self._to_device(images, labels)
+            with self._autocast():
+                logits = model(images)
+            logits = logits.float()
+            k = min(5, logits.shape[1])
+            top = logits.topk(k, dim=1).indices
+            hits = top == labels[:, None]
+            totals += torch.stack([
+                F.cross_entropy(logits, labels, reduction="sum").double(),
+                hits[:, 0].sum().double(), hits.any(1).sum().double(),
+                torch.tensor(labels.numel(), dtype=torch.float64, device=self.device)])
+        loss_sum, top1, top5, count = _all_reduce(totals).tolist()
+        count = max(count, 1)
+        return EpochStats(loss_sum / count, top1 / count, top5 / count, int(count),
+                          time.perf_counter() - start)
+
+
+def _all_reduce(totals: torch.Tensor) -> torch.Tensor:
+    if dist.is_available() and dist.is_initialized():
+        dist.all_reduce(totals)
+    return totals
+
+
+def unwrap(model):
+    """The plain module under torch.compile (`._orig_mod`) and DDP (`.module`)."""
+    model = getattr(model, "_orig_mod", model)
+    if isinstance(model, DistributedDataParallel):
+        model = model.module
+    return model

@@ -1,0 +1,408 @@
+"""The training entry point: `train(spec, data, out, **overrides) -> TrainResult`.
+
+Takes: a `Spec` or a spec path, a data source (see `data.open_data`), a run
+directory, and overrides of the spec's recipe (`config.OVERRIDES`). Returns: a
+`TrainResult` (the model with its best weights, the per-epoch history, the final
+metrics). Writes the run directory: run.json, metrics.jsonl, weights.safetensors,
+last.ckpt and curves.png (rank 0 only). Raises `UsageError`/`DataError` (exit 2),
+`TrainingError` (exit 1) or `Interrupted` (Ctrl-C, exit 130); never prints except
+through its reporter.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader
+
+from .. import __version__
+from . import checkpoint as files
+from .config import OVERRIDES, RunConfig, describe_optimizer, describe_schedule, resolve
+from .config import resume as resume_config
+from .data import open_data
+from .distributed import ShardSampler, World, join, leave, train_sampler
+from .errors import TrainingError, UsageError
+from .loop import NonFiniteLoss, Trainer, unwrap
+from .optim import current_lr, make_ema, make_optimizer, make_scheduler, step_scheduler
+from .progress import Reporter, Silent, draw_curves
+
+RUN_FILE, METRICS, CURVES = "run.json", "metrics.jsonl", "curves.png"
+IN_MEMORY = "datasets given in Python"
+
+
+class Interrupted(Exception):
+    """Ctrl-C: the last finished epoch's checkpoint is on disk."""
+
+    def __init__(self, run_dir: Path, epoch: int):
+        super().__init__(f"interrupted during epoch {epoch}")
+        self.run_dir, self.epoch = run_dir, epoch
+
+
+@dataclass
+class TrainResult:
+    model: torch.nn.Module          # the best epoch's weights (those in weights.safetensors)
+    history: list[dict]             # the rows of metrics.jsonl
+    metrics: dict                   # the `--json` object
+    run_dir: Path
+    config: RunConfig = field(repr=False)
+
+    @property
+    def val_top1(self) -> float:
+        return self.metrics["val_top1"]
+
+
+def train(spec, data=None, out=None, *, network=None, params=None, resume=None,
+          reporter=None, verbose: bool = True, command: str | None = None,
+          **overrides) -> TrainResult:
+    """Train `spec` (a Spec or a path) on `data`; see the module docstring."""
+    spec, config, data, saved = _prepare(spec, data, network, params, resume, overrides)
+    world = join(config.device)
+    reporter = reporter if world.main else Silent()
+    reporter = reporter or (Reporter() if verbose else Silent())
+    try:
+        return _Run(spec, data, config, world, reporter, command).go(
+            Path(resume) if resume is not None else _new_run_dir(out, spec.name, world),
+            saved)
+    finally:
+        reporter.close()
+        leave()
+
+
+def preflight(spec, data=None, *, nproc: int, network=None, params=None, resume=None,
+              **overrides) -> None:
+    """Raise what `train` would raise about the spec, the options and the data,
+    before `--nproc` starts processes that would each fail with it."""
+    spec, config, data, _ = _prepare(spec, data, network, params, resume, overrides)
+    _per_rank_batch(config.batch, nproc)
+    open_data(data, tuple(spec.input_shape), config.augment, seed=config.seed,
+              val_fraction=config.val_fraction)
+
+
+def _prepare(spec, data, network, params, resume, overrides):
+    """The checked spec, the run's configuration, the data source, and the saved
+    state when resuming."""
+    spec = _load_spec(spec, network, params or {})
+    unknown = sorted(set(overrides) - OVERRIDES)
+    if unknown:
+        raise UsageError(f"unknown training option `{unknown[0]}`; options are "
+                         + ", ".join(sorted(OVERRIDES)))
+    saved = None
+    if resume is not None:
+        saved = files.load_checkpoint(Path(resume), files.spec_hash(spec))
+        config = resume_config(saved["config"], **overrides)
+        data = data if data is not None else _recorded_data(Path(resume))
+    else:
+        config = resolve(spec.recipe, **overrides)
+    if data is None:
+        raise UsageError("no data to train on: give data='digits', 'synthetic', "
+                         "'cifar10:PATH', an image folder, or a (train, val) pair")
+    return spec, config, data, saved
+
+
+def _per_rank_batch(batch: int, processes: int) -> int:
+    per_rank, remainder = divmod(batch, processes)
+    if remainder:
+        raise UsageError(f"--batch {batch} does not split evenly over {processes} "
+                         f"processes; use a multiple of {processes}")
+    return per_rank
+
+
+def _recorded_data(run_dir: Path):
+    try:
+        data = json.loads((run_dir / RUN_FILE).read_text())["data"]
+    except (OSError, ValueError, KeyError):
+        data = None
+    if data is None or data == IN_MEMORY:
+        raise UsageError(f"{run_dir / RUN_FILE} does not say which data the run used; "
+                         "give it again with --data")
+    return data
+
+
+def _load_spec(spec, network, params):
+    from ..api import Spec, load
+
+    if isinstance(spec, Spec):
+        return spec.with_params(**params) if params else spec
+    return load(spec, network=network, **params)
+
+
+def _new_run_dir(out, name: str, world: World) -> Path:
+    """`out` as given, or runs/NAME, runs/NAME-2, ... (the first that is free)."""
+    if out is not None:
+        path = Path(out)
+        if (path / files.CHECKPOINT).exists():
+            raise UsageError(f"{path} already holds a run; continue it with --resume "
+                             f"{path}, or choose another --out")
+    else:
+        path, n = Path("runs") / name, 1
+        while path.exists():
+            n += 1
+            path = Path("runs") / f"{name}-{n}"
+    if world.size > 1:  # every rank must agree on the folder rank 0 makes
+        import torch.distributed as dist
+
+        chosen = [str(path)]
+        dist.broadcast_object_list(chosen, src=0)
+        path = Path(chosen[0])
+    if world.main:
+        try:
+            path.mkdir(parents=True, exist_ok=True)
+        except OSError as problem:
+            raise UsageError(f"cannot make the run folder {path}: "
+                             f"{problem.strerror or problem}") from None
+    return path
+
+
+def _set_base_lr(optimizer, scheduler, lr: float) -> None:
+    """Resumed with another --lr: the schedule goes on from the new base rate."""
+    for group in optimizer.param_groups:
+        group["lr"] = group["initial_lr"] = lr
+    for inner in [scheduler] + list(getattr(scheduler, "_schedulers", [])):
+        if hasattr(inner, "base_lrs"):
+            inner.base_lrs = [lr] * len(optimizer.param_groups)
+
+
+def _seed_everything(seed: int) -> None:
+    import numpy
+
+    random.seed(seed)
+    numpy.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+class _Run:
+    """One training run from its first (or resumed) epoch to its last."""
+
+    def __init__(self, spec, data, config: RunConfig, world: World, reporter, command):
+        self.config, self.world, self.reporter = config, world, reporter
+        self.command = command or " ".join(sys.argv)
+        self.datasets = open_data(data, tuple(spec.input_shape), config.augment,
+                                  seed=config.seed, val_fraction=config.val_fraction)
+        self.spec = self._fit_classes(spec)
+        self.data_name = data if isinstance(data, str) else IN_MEMORY
+
+    def _fit_classes(self, spec):
+        out = spec.output_shape
+        if len(out) != 1:
+            raise TrainingError(
+                f"{spec.name} outputs {'x'.join(map(str, out))}, not a vector of class "
+                "scores; end the network with `flatten` and `linear classes`")
+        found = len(self.datasets.classes)
+        if found == 0 or found == out[0]:
+            return spec
+        if "classes" in spec.overrides:
+            raise TrainingError(
+                f"classes={spec.overrides['classes']} was set, but the data has {found} "
+                f"classes ({', '.join(self.datasets.classes[:6])}"
+                f"{', ...' if found > 6 else ''}); leave it out to take it from the data")
+        if "classes" not in spec.graph.params:
+            raise TrainingError(
+                f"{spec.name} outputs {out[0]} class scores but the data has {found} "
+                "classes, and the network has no `classes` parameter to set; give it "
+                "one (`network name(classes = 10)` ... `linear classes`)")
+        self.reporter.note(f"classes: {found}, taken from the data (the spec's default "
+                           f"is {spec.graph.params['classes']})")
+        return spec.with_params(classes=found)
+
+    # -- setting up
+    def _build(self):
+        from ..torch_backend import to_torch
+
+        _seed_everything(self.config.seed)
+        model = to_torch(self.spec).to(self.world.device)
+        if self.config.channels_last:
+            model = model.to(memory_format=torch.channels_last)
+        self.plain = model
+        if self.world.size > 1:
+            if self.config.sync_batchnorm:
+                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
+                self.plain = model
+            model = DistributedDataParallel(
+                model, device_ids=[self.world.device] if self.world.device.type == "cuda"
+                else None, find_unused_parameters=hasattr(model, "global_drop_path"))
+        if self.config.compile:
+            model = torch.compile(model)
+        return model
+
+    def _loaders(self):
+        per_rank = _per_rank_batch(self.config.batch, self.world.size)
+        pin = self.world.device.type == "cuda"
+        train_set, val_set = self.datasets.train, self.datasets.val
+        self.sampler = train_sampler(train_set, self.world, self.config.seed)
+        train = DataLoader(train_set, batch_size=per_rank, sampler=self.sampler,
+                           num_workers=self.config.workers, pin_memory=pin,
+                           drop_last=True, generator=torch.Generator())
+        if len(train) == 0:
+            raise UsageError(f"the training set has {len(train_set)} images, fewer than "
+                             f"one batch of {self.config.batch}; lower --batch")
+        val = DataLoader(val_set, batch_size=per_rank, sampler=ShardSampler(val_set,
+                         self.world), num_workers=self.config.workers, pin_memory=pin)
+        return train, val
+
+    def _announce(self, run_dir: Path, resumed_from: int | None) -> None:
+        c, note = self.config, self.reporter.note
+        from_spec = "default" if "optimizer" in c.defaults_used else "spec"
+        note(f"{self.spec.name}: {self.spec.params:,} parameters, input "
+             f"{'x'.join(map(str, self.spec.input_shape))}, "
+             f"{self.spec.output_shape[0]} classes")
+        for line in self.datasets.notes:
+            note(f"data: {line}")
+        if c.defaults_used:
+            note("the spec has no " + ", ".join(c.defaults_used) + " in `train { }`; "
+                 "using defaults")
+        note(f"recipe: {describe_optimizer(c.optimizer)} ({from_spec}), schedule "
+             f"{describe_schedule(c.schedule)}, {c.epochs} epochs, batch {c.batch}, "
+             f"weight_decay {c.weight_decay}"
+             + (f", label_smoothing {c.label_smoothing}" if c.label_smoothing else "")
+             + (f", augment {', '.join(a.kind for a in c.augment)}" if c.augment else ""))
+        world = f", {self.world.size} processes" if self.world.size > 1 else ""
+        note(f"device: {self.world.device}{world}, amp {c.amp}, seed {c.seed}; run "
+             f"folder {run_dir}" + (f" (resuming after epoch {resumed_from})"
+                                    if resumed_from else ""))
+
+    # -- the run
+    def go(self, run_dir: Path, saved: dict | None) -> TrainResult:
+        model = self._build()
+        config = self.config
+        optimizer = make_optimizer(self.plain, config)
+        scheduler = make_scheduler(optimizer, config)
+        ema = make_ema(self.plain, config.ema)
+        scaler = torch.amp.GradScaler(self.world.device.type) \
+            if config.amp == "fp16" else None
+        aux = getattr(self.plain, "aux_weights", {})
+        trainer = Trainer(model, optimizer, self.world.device, config, aux, ema, scaler)
+        train_loader, val_loader = self._loaders()
+        history, start = [], 1
+        if saved is not None:
+            history, start = self._restore(saved, optimizer, scheduler, scaler, ema)
+        self.run_dir, self.history = run_dir, history
+        self._announce(run_dir, start - 1 if saved else None)
+        if self.world.main:
+            self._write_run_file(saved is not None)
+            files.write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n"
+                                                         for r in history))
+        epoch = start
+        try:
+            for epoch in range(start, config.epochs + 1):
+                self._epoch(epoch, trainer, train_loader, val_loader, scheduler, ema)
+                self._keep_best(epoch, ema)
+                if self.world.main:
+                    self._save(epoch, optimizer, scheduler, scaler, ema)
+        except KeyboardInterrupt:
+            raise Interrupted(run_dir, epoch) from None
+        except NonFiniteLoss as problem:
+            kept = (f"the checkpoint of epoch {epoch - 1} in {run_dir / files.CHECKPOINT} "
+                    "is kept") if epoch > 1 else "no epoch had finished, nothing was saved"
+            raise TrainingError(f"{problem}; training stopped, {kept}. Lower the "
+                                "learning rate (--lr) or clip gradients (--clip-grad 1.0)"
+                                ) from None
+        return self._result()
+
+    def _epoch(self, epoch, trainer, train_loader, val_loader, scheduler, ema) -> None:
+        config, reporter = self.config, self.reporter
+        self.sampler.set_epoch(epoch)
+        # Worker seeds come from this generator: reseeding it per epoch makes the
+        # augmentation of epoch e the same whether or not the run was resumed.
+        train_loader.generator.manual_seed(config.seed * 100_003 + epoch)
+        reporter.start_epoch(epoch, config.epochs, len(train_loader))
+        lr = current_lr(trainer.optimizer)
+        stats = trainer.train_epoch(train_loader, epoch,
+                                    on_step=lambda step: reporter.step(step, lr))
+        evaluated = ema.module if ema is not None else unwrap(trainer.model)
+        val = trainer.evaluate(evaluated, val_loader)
+        step_scheduler(scheduler, val.loss)
+        row = {"epoch": epoch, "train_loss": stats.loss, "train_top1": stats.top1,
+               "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5,
+               "lr": lr, "images_per_s": stats.images / max(stats.seconds, 1e-9),
+               "seconds": stats.seconds + val.seconds}
+        self.history.append(row)
+        reporter.end_epoch(row)
+
+    def _best(self) -> dict | None:
+        """The epoch with the highest validation top-1 (the lower loss breaks ties)."""
+        if not self.history:
+            return None
+        return max(self.history, key=lambda r: (r["val_top1"], -r["val_loss"]))
+
+    def _keep_best(self, epoch: int, ema) -> None:
+        """Every rank keeps the best epoch's weights (on the CPU) for the result."""
+        if self._best()["epoch"] == epoch:
+            evaluated = ema.module if ema is not None else self.plain
+            self.best_state = {name: tensor.detach().to("cpu", copy=True)
+                               for name, tensor in evaluated.state_dict().items()}
+
+    def _save(self, epoch, optimizer, scheduler, scaler, ema) -> None:
+        run_dir, best = self.run_dir, self._best()
+        if best["epoch"] == epoch:
+            files.save_weights(run_dir / files.WEIGHTS, self.best_state, {
+                "spec": self.spec.name, "spec_hash": files.spec_hash(self.spec),
+                "epoch": str(epoch), "val_top1": f"{best['val_top1']:.6f}"})
+        files.save_checkpoint(run_dir, {
+            "spec_name": self.spec.name, "spec_hash": files.spec_hash(self.spec),
+            "config": self.config.model_dump_json(), "epoch": epoch,
+            "history": self.history, "model": self.plain.state_dict(),
+            "best": self.best_state,
+            "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            "scaler": scaler.state_dict() if scaler is not None else {},
+            "ema": ema.state_dict() if ema is not None else {},
+            "rng": files.rng_state()})
+        files.write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n"
+                                                     for r in self.history))
+        draw_curves(self.history, run_dir / CURVES, f"{self.spec.name} on {self.data_name}")
+
+    def _restore(self, saved, optimizer, scheduler, scaler, ema):
+        self.plain.load_state_dict(saved["model"])
+        optimizer.load_state_dict(saved["optimizer"])
+        if scheduler is not None:
+            scheduler.load_state_dict(saved["scheduler"])
+        if scaler is not None and saved["scaler"]:
+            scaler.load_state_dict(saved["scaler"])
+        if ema is not None and saved["ema"]:
+            ema.load_state_dict(saved["ema"])
+        if json.loads(saved["config"])["optimizer"]["lr"] != self.config.optimizer.lr:
+            _set_base_lr(optimizer, scheduler, self.config.optimizer.lr)
+        self.best_state = saved["best"]
+        files.set_rng_state(saved["rng"])
+        return list(saved["history"]), saved["epoch"] + 1
+
+    def _write_run_file(self, resumed: bool) -> None:
+        path = self.run_dir / RUN_FILE
+        previous = json.loads(path.read_text()) if resumed and path.is_file() else {}
+        versions = {"cnnspec": __version__, "torch": torch.__version__,
+                    "python": sys.version.split()[0]}
+        try:
+            import torchvision
+
+            versions["torchvision"] = torchvision.__version__
+        except ImportError:
+            pass
+        record = {
+            "spec": self.spec.path, "network": self.spec.name,
+            "params": self.spec.overrides, "spec_hash": files.spec_hash(self.spec),
+            "data": self.data_name, "classes": self.datasets.classes,
+            "config": json.loads(self.config.model_dump_json()),
+            "world_size": self.world.size, "device": str(self.world.device),
+            "versions": versions,
+            "commands": previous.get("commands", []) + [self.command],
+            "started": previous.get("started", time.strftime("%Y-%m-%dT%H:%M:%S")),
+        }
+        files.write_text(path, json.dumps(record, indent=2) + "\n")
+
+    def _result(self) -> TrainResult:
+        best = self._best()
+        self.plain.load_state_dict(self.best_state)
+        metrics = {"val_top1": best["val_top1"], "val_top5": best["val_top5"],
+                   "val_loss": best["val_loss"], "best_epoch": best["epoch"],
+                   "epochs": len(self.history),
+                   "seconds": round(sum(r["seconds"] for r in self.history), 3),
+                   "run_dir": str(self.run_dir)}
+        self.reporter.finish(self.history, best)
+        return TrainResult(self.plain, self.history, metrics, self.run_dir, self.config)
