@@ -1,3 +1,4 @@
+import os
 from pathlib import Path
 
 import pytest
@@ -49,3 +50,15 @@ def _write_image_folder(root: Path, classes: int = 2, per_class: int = 4,
 @pytest.fixture
 def image_folder():
     return _write_image_folder
+
+
+def pytest_configure(config):
+    """Under pytest-xdist each worker (and every process a test starts) gets one
+    thread: two workers with two threads each on two cores only wait on each other."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        os.environ["OMP_NUM_THREADS"] = "1"
+        try:
+            import torch
+        except ImportError:
+            return
+        torch.set_num_threads(1)

@@ -219,3 +219,44 @@ def test_googlenet_aux_losses_reach_the_aux_heads():
     loss.backward()
     assert model.aux1.fc2.weight.grad is None and model.aux2.fc2.weight.grad is None
     assert model.fc.weight.grad.abs().sum() > 0
+
+
+@pytest.mark.parametrize("options", [
+    {"amp": "bf16", "channels_last": True},
+    {"amp": "fp16"},  # through a GradScaler
+    {"compile": True},
+], ids=["bf16-channels-last", "fp16-scaler", "compile"])
+def test_mixed_precision_channels_last_and_compile_train(tmp_path, options):
+    """The GPU options run on the CPU too (autocast, GradScaler, torch.compile)."""
+    result = cnnspec.train(TINY, data="synthetic:256", out=tmp_path / "run", epochs=2,
+                           batch=32, lr=0.01, verbose=False, **options)
+    losses = [row["train_loss"] for row in result.history]
+    assert all(math.isfinite(x) for x in losses) and losses[1] < losses[0]
+    assert result.model.conv1.weight.dtype == torch.float32  # master weights stay fp32
+
+
+class _Terminal:
+    """A text stream that says it is a terminal, as rich checks."""
+
+    def __init__(self):
+        self.parts = []
+
+    def write(self, text):
+        self.parts.append(text)
+
+    def flush(self):
+        pass
+
+    def isatty(self):
+        return True
+
+
+def test_a_terminal_gets_a_live_bar_and_a_pipe_gets_plain_lines(tmp_path):
+    from cnnspec.training.progress import Reporter
+
+    terminal = _Terminal()
+    cnnspec.train(TINY, data="digits", out=tmp_path / "a", epochs=1,
+                  reporter=Reporter(terminal))
+    shown = "".join(terminal.parts)
+    assert "epoch 1/1" in shown and "img/s" in shown and "\x1b[" in shown
+    assert "best epoch: 1 of 1" in shown

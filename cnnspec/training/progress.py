@@ -43,7 +43,7 @@ class Reporter(Silent):
         self.task = None
 
     def note(self, text: str) -> None:
-        self.console.print(text, markup=False)
+        self.console.print(text, markup=False, soft_wrap=True)
 
     def start_epoch(self, epoch: int, epochs: int, steps: int) -> None:
         if not self.live:
@@ -66,7 +66,7 @@ class Reporter(Silent):
 
     def end_epoch(self, row: dict) -> None:
         self.close()
-        self.console.print(epoch_line(row), markup=False)
+        self.console.print(epoch_line(row), markup=False, soft_wrap=True)
 
     def finish(self, history: list[dict], best: dict | None) -> None:
         if best is None:
