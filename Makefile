@@ -1,6 +1,7 @@
 # Two entry points, both safe on a fresh machine (Python 3.11 and pip, nothing else):
-#   make demo   set up, then compile specs/googlenet.cnn (summary + out/googlenet.py)
-#               and render its diagram (out/googlenet.svg)
+#   make demo   set up, then compile specs/googlenet.cnn (summary + out/googlenet.py),
+#               render its diagram (out/googlenet.svg) and train specs/lenet5.cnn on
+#               scikit-learn's handwritten digits for 5 epochs (out/lenet5-run)
 #   make test   set up, then run the whole test suite
 # Setting up makes .venv and, when Graphviz's `dot` is missing, installs it with
 # apt-get (as root, or through sudo).
@@ -31,6 +32,8 @@ demo: setup
 	$(BIN)/cnnspec compile specs/googlenet.cnn -o out/googlenet.py
 	$(BIN)/cnnspec render specs/googlenet.cnn -o out/googlenet.svg --depth 2
 	@echo "diagram: out/googlenet.svg"
+	rm -rf out/lenet5-run
+	$(BIN)/cnnspec train specs/lenet5.cnn --data digits --epochs 5 --out out/lenet5-run
 
 test: setup
 	$(BIN)/python -m pytest -n 2

@@ -2,8 +2,8 @@
 
 Run:  .venv/bin/python benchmarks/train_throughput.py [--quick] [--rounds N]
 
-Two cases, each measured side by side in one process, interleaved (cnnspec, hand,
-cnnspec, hand, ...), medians compared:
+Two cases, each measured side by side in one process, interleaved (cnnspec then hand,
+hand then cnnspec, ...), medians compared:
   - resnet18 (specs/resnet18.cnn at a 3x64x64 input) on `synthetic:1024`, batch 64,
     the spec's default recipe (AdamW);
   - lenet5 (specs/lenet5.cnn, its own recipe: Adam, batch 32) on `digits`.
@@ -109,7 +109,9 @@ def hand_run(spec, data: str, epochs: int, out: Path, **overrides) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="fewer epochs and rounds")
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--case", choices=("resnet18", "lenet5"),
+                        help="run one case only")
     args = parser.parse_args()
     torch.set_num_threads(2)
     rounds = 1 if args.quick else args.rounds
@@ -119,12 +121,17 @@ def main() -> None:
               "digits", 4 if args.quick else 10, {})]
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {rounds} rounds")
     for title, spec, data, epochs, overrides in cases:
+        if args.case and not title.startswith(args.case):
+            continue
         ours, hand = [], []
         with tempfile.TemporaryDirectory() as scratch:
-            for round_ in range(rounds):
-                ours.append(cnnspec_run(spec, data, epochs, Path(scratch) / f"r{round_}",
-                                        **overrides))
-                hand.append(hand_run(spec, data, epochs, Path(scratch), **overrides))
+            for round_ in range(rounds):  # alternating which goes first
+                runs = [lambda: ours.append(cnnspec_run(
+                            spec, data, epochs, Path(scratch) / f"r{round_}", **overrides)),
+                        lambda: hand.append(hand_run(spec, data, epochs, Path(scratch),
+                                                     **overrides))]
+                for run in runs[::-1] if round_ % 2 else runs:
+                    run()
         ours_rate = statistics.median(r["train_img_s"] for r in ours)
         hand_rate = statistics.median(r["train_img_s"] for r in hand)
         ours_epoch = statistics.median(r["epoch_s"] for r in ours)

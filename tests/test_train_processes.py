@@ -227,6 +227,8 @@ def test_bad_flags_are_usage_errors(noisy_spec):
     bad = _cnnspec("train", noisy_spec, "--data", "digits", "--amp", "fp8")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
     _fails(_cnnspec("train", noisy_spec, "--data", "cifar10"), 2, "cifar10:PATH")
+    _fails(_cnnspec("train", noisy_spec, "--data", "digits", "--nproc", "2",
+                    "--sync-batchnorm", "--device", "cpu"), 2, "needs CUDA")
 
 
 def test_json_is_the_last_line_of_stdout(tmp_path, noisy_spec):
@@ -237,3 +239,20 @@ def test_json_is_the_last_line_of_stdout(tmp_path, noisy_spec):
     assert len(lines) == 1  # progress went to stderr
     assert json.loads(lines[0])["epochs"] == 1
     assert "epoch   1" in done.stderr
+
+
+def test_resume_is_exact_with_loader_workers_too(tmp_path, noisy_spec):
+    """With worker processes, augmentation draws from the workers' generators: they
+    are seeded from the seed and the epoch, so a resumed epoch sees the same crops."""
+    import cnnspec
+
+    whole = cnnspec.train(noisy_spec, data="digits", out=tmp_path / "whole", epochs=3,
+                          workers=2, verbose=False)
+    cnnspec.train(noisy_spec, data="digits", out=tmp_path / "part", epochs=2, workers=2,
+                  verbose=False)
+    resumed = cnnspec.train(noisy_spec, resume=tmp_path / "part", epochs=3, verbose=False)
+    assert resumed.config.workers == 2  # the run's own setting, from its checkpoint
+    expected, got = _model(tmp_path / "whole"), _model(tmp_path / "part")
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    assert [r["val_loss"] for r in whole.history] == [r["val_loss"] for r in resumed.history]

@@ -94,6 +94,28 @@ class ShardSampler(Sampler):
         return len(self.indices)
 
 
+def sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
+    """Every trainable batchnorm as a SyncBatchNorm (CUDA only); the frozen ones of
+    `frozen { }` keep their own statistics."""
+    from ..torch_backend import FrozenBatchNorm1d, FrozenBatchNorm2d
+
+    for name, child in module.named_children():
+        if isinstance(child, (FrozenBatchNorm1d, FrozenBatchNorm2d)):
+            continue
+        if isinstance(child, torch.nn.modules.batchnorm._BatchNorm):
+            setattr(module, name, torch.nn.SyncBatchNorm.convert_sync_batchnorm(child))
+        else:
+            sync_batchnorm(child)
+    return module
+
+
+def check_sync_batchnorm(wanted: bool, device: torch.device) -> None:
+    if wanted and device.type != "cuda":
+        raise UsageError("--sync-batchnorm needs CUDA devices (torch.nn.SyncBatchNorm "
+                         "runs only there); on the CPU each process normalizes its "
+                         "own share of the batch")
+
+
 def launch(argv: list[str], nproc: int) -> int:
     """Run `cnnspec ARGV` in `nproc` processes on this machine through torchrun.
     Multi-node runs call torchrun directly (see docs/training.md)."""

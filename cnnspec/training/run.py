@@ -27,7 +27,8 @@ from . import checkpoint as files
 from .config import OVERRIDES, RunConfig, describe_optimizer, describe_schedule, resolve
 from .config import resume as resume_config
 from .data import open_data
-from .distributed import ShardSampler, World, join, leave, train_sampler
+from .distributed import ShardSampler, World, check_sync_batchnorm, join, leave, \
+    pick_device, sync_batchnorm, train_sampler
 from .errors import TrainingError, UsageError
 from .loop import NonFiniteLoss, Trainer, unwrap
 from .optim import current_lr, make_ema, make_optimizer, make_scheduler, step_scheduler
@@ -67,6 +68,7 @@ def train(spec, data=None, out=None, *, network=None, params=None, resume=None,
     reporter = reporter if world.main else Silent()
     reporter = reporter or (Reporter() if verbose else Silent())
     try:
+        check_sync_batchnorm(config.sync_batchnorm, world.device)
         return _Run(spec, data, config, world, reporter, command).go(
             Path(resume) if resume is not None else _new_run_dir(out, spec.name, world),
             saved)
@@ -81,6 +83,7 @@ def preflight(spec, data=None, *, nproc: int, network=None, params=None, resume=
     before `--nproc` starts processes that would each fail with it."""
     spec, config, data, _ = _prepare(spec, data, network, params, resume, overrides)
     _per_rank_batch(config.batch, nproc)
+    check_sync_batchnorm(config.sync_batchnorm, pick_device(config.device))
     open_data(data, tuple(spec.input_shape), config.augment, seed=config.seed,
               val_fraction=config.val_fraction)
 
@@ -222,8 +225,7 @@ class _Run:
         self.plain = model
         if self.world.size > 1:
             if self.config.sync_batchnorm:
-                model = torch.nn.SyncBatchNorm.convert_sync_batchnorm(model)
-                self.plain = model
+                model = self.plain = sync_batchnorm(model)
             model = DistributedDataParallel(
                 model, device_ids=[self.world.device] if self.world.device.type == "cuda"
                 else None, find_unused_parameters=hasattr(model, "global_drop_path"))
