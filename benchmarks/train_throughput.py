@@ -9,8 +9,8 @@ hand then cnnspec, ...), medians compared:
   - lenet5 (specs/lenet5.cnn, its own recipe: Adam, batch 32) on `digits`.
 Both sides train the same compiled model from the same seed on the same Datasets
 (`open_data`), the same batch and optimizer, with DataLoaders of the same settings.
-The hand loop is what a user would write: shuffle, forward, cross-entropy, zero_grad,
-backward, step; nothing else.
+The hand loop is what a user would write: shuffle, forward, cross-entropy (with the
+recipe's label smoothing), zero_grad, backward, step; nothing else.
 
 Figures:
   train img/s   images over the time of the training loop of an epoch (data loading
@@ -88,7 +88,8 @@ def hand_run(spec, data: str, epochs: int, out: Path, **overrides) -> dict:
             except StopIteration:
                 break
             waited += time.perf_counter() - fetch
-            loss = F.cross_entropy(model(images), labels)
+            loss = F.cross_entropy(model(images), labels,
+                                   label_smoothing=config.label_smoothing)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()

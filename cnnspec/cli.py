@@ -318,9 +318,13 @@ def _train(args, parser: argparse.ArgumentParser, argv: list[str]) -> int:
     except TrainingError as problem:
         return _fail(str(problem), 1)
     except Interrupted as stop:
-        print(f"\ninterrupted in epoch {stop.epoch}; every finished epoch is saved. "
-              f"Continue with:\n  cnnspec train {args.file} --resume {stop.run_dir}",
-              file=sys.stderr)
+        if stop.saved == 0:
+            print("\ninterrupted during the first epoch; nothing was saved",
+                  file=sys.stderr)
+        else:
+            print(f"\ninterrupted; epochs 1-{stop.saved} are saved in {stop.run_dir}. "
+                  f"Continue with:\n  cnnspec train {args.file} --resume {stop.run_dir}",
+                  file=sys.stderr)
         return 130
     if int(os.environ.get("RANK", "0")) != 0:
         return 0

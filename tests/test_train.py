@@ -208,14 +208,14 @@ def test_googlenet_aux_losses_reach_the_aux_heads():
     assert model.aux_weights == {"aux1": 0.3, "aux2": 0.3}
     images, labels = torch.randn(2, 3, 224, 224), torch.tensor([0, 3])
     model.train()
-    loss, logits = trainer._loss(model(images), labels)
+    loss, logits = trainer.loss(model(images), labels)
     loss.backward()
     for head in ("aux1", "aux2"):
         grad = getattr(model, head).fc2.weight.grad
         assert grad is not None and grad.abs().sum() > 0
     model.zero_grad(set_to_none=True)
     model.eval()
-    loss, _ = trainer._loss(model(images), labels)
+    loss, _ = trainer.loss(model(images), labels)
     loss.backward()
     assert model.aux1.fc2.weight.grad is None and model.aux2.fc2.weight.grad is None
     assert model.fc.weight.grad.abs().sum() > 0

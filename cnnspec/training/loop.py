@@ -72,7 +72,7 @@ class Trainer:
                            memory_format=self.memory_format)
         return images, labels.to(self.device, non_blocking=self.non_blocking)
 
-    def _loss(self, outputs, labels):
+    def loss(self, outputs, labels):
         """Cross-entropy of the main output plus the weighted auxiliary losses."""
         smoothing = self.config.label_smoothing
         if isinstance(outputs, tuple):  # TrainingHeads: (logits, aux1, aux2, ...)
@@ -92,7 +92,7 @@ class Trainer:
         for index, (images, labels) in enumerate(loader, 1):
             images, labels = self._to_device(images, labels)
             with self._autocast():
-                loss, logits = self._loss(self.model(images), labels)
+                loss, logits = self.loss(self.model(images), labels)
             value = loss.item()  # one sync a step: it guards the update below
             if not math.isfinite(value):
                 raise NonFiniteLoss(epoch, index, value)

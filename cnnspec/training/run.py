@@ -39,11 +39,11 @@ IN_MEMORY = "datasets given in Python"
 
 
 class Interrupted(Exception):
-    """Ctrl-C: the last finished epoch's checkpoint is on disk."""
+    """Ctrl-C: the checkpoint of epoch `saved` (0: none yet) is on disk."""
 
-    def __init__(self, run_dir: Path, epoch: int):
-        super().__init__(f"interrupted during epoch {epoch}")
-        self.run_dir, self.epoch = run_dir, epoch
+    def __init__(self, run_dir: Path, saved: int):
+        super().__init__(f"interrupted after saving epoch {saved}")
+        self.run_dir, self.saved = run_dir, saved
 
 
 @dataclass
@@ -290,15 +290,17 @@ class _Run:
             self._write_run_file(saved is not None)
             files.write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n"
                                                          for r in history))
-        epoch = start
+        epoch, self.saved = start, start - 1
         try:
             for epoch in range(start, config.epochs + 1):
                 self._epoch(epoch, trainer, train_loader, val_loader, scheduler, ema)
                 self._keep_best(epoch, ema)
                 if self.world.main:
-                    self._save(epoch, optimizer, scheduler, scaler, ema)
+                    with files.interrupt_deferred():  # a save is never cut short
+                        self._save(epoch, optimizer, scheduler, scaler, ema)
+                        self.saved = epoch
         except KeyboardInterrupt:
-            raise Interrupted(run_dir, epoch) from None
+            raise Interrupted(run_dir, self.saved) from None
         except NonFiniteLoss as problem:
             kept = (f"the checkpoint of epoch {epoch - 1} in {run_dir / files.CHECKPOINT} "
                     "is kept") if epoch > 1 else "no epoch had finished, nothing was saved"
