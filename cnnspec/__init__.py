@@ -19,18 +19,30 @@ def load(source, *, network=None, **params):
 
 
 def build(source, *, network=None, device=None, dtype=None, memory_format=None,
-          **params):
+          weights=None, **params):
     """Compile a spec (a path, spec text or a loaded `Spec`) into a torch.nn.Module.
 
     The module's submodule names are the spec's layer names; `device`, `dtype` and
     `memory_format` (e.g. torch.channels_last) are applied to its parameters.
+    `weights`: a .safetensors or PyTorch state-dict file to start from; every tensor
+    that fits loads, the classifier may differ (see `model.weights_report`), and a
+    file that does not fit the backbone raises `WeightsError`.
     """
     from .api import Spec, load as _load
     from .torch_backend import to_torch
 
     spec = source if isinstance(source, Spec) else _load(source, network=network,
                                                            **params)
-    return to_torch(spec, device=device, dtype=dtype, memory_format=memory_format)
+    model = to_torch(spec)
+    if weights is not None:
+        from .training.weights import load_weights
+
+        model.weights_report = load_weights(model, weights, spec)
+    if device is not None or dtype is not None:
+        model = model.to(device=device, dtype=dtype)
+    if memory_format is not None:
+        model = model.to(memory_format=memory_format)
+    return model
 
 
 def train(spec, data=None, out=None, **options):

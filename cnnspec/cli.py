@@ -140,6 +140,15 @@ def _train_parser(commands) -> None:
                         help="validate and save an exponential moving average of the "
                         "weights (e.g. 0.999)")
     recipe.add_argument("--seed", type=int, metavar="N", help="random seed (0)")
+    tune = train.add_argument_group("fine-tuning")
+    tune.add_argument("--weights", metavar="FILE", help="start from these weights: "
+                      ".safetensors, or a PyTorch .pth/.pt state dict (torchvision's, "
+                      "timm's, a DDP or torch.compile checkpoint); the classifier may "
+                      "differ, the rest must fit")
+    tune.add_argument("--freeze", metavar="PATTERNS", help="freeze layers by name: "
+                      "comma-separated globs, e.g. conv1,bn1,layer1.*")
+    tune.add_argument("--unfreeze-from", metavar="LAYER",
+                      help="freeze every layer before LAYER (e.g. layer4)")
     device = train.add_argument_group("device and scale")
     device.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     device.add_argument("--amp", choices=("off", "bf16", "fp16"),
@@ -159,6 +168,8 @@ examples:
   cnnspec train specs/alexnet.cnn --data ~/imagenette --epochs 30 --device cuda --amp bf16
   cnnspec train specs/resnet18.cnn --data cifar10:~/cifar --set classes=10 --nproc 2
   cnnspec train specs/lenet5.cnn --resume runs/lenet5 --epochs 40
+  cnnspec train specs/resnet18_transfer.cnn --data ~/bees --weights resnet18.pth
+  cnnspec train specs/resnet18.cnn --data ~/bees --weights resnet18.pth --freeze 'conv1,bn1,layer1.*'
   torchrun --nproc-per-node 4 -m cnnspec train specs/resnet50.cnn --data ~/imagenet
 
 exit status: 0 trained, 1 the spec or the run is wrong (a non-finite loss), 2 usage
@@ -167,7 +178,8 @@ exit status: 0 trained, 1 the spec or the run is wrong (a non-finite loss), 2 us
 
 TRAIN_OVERRIDES = ("epochs", "batch", "lr", "weight_decay", "decay_norm_bias",
                    "label_smoothing", "clip_grad", "ema", "seed", "device", "amp",
-                   "channels_last", "compile", "workers", "sync_batchnorm", "val_fraction")
+                   "channels_last", "compile", "workers", "sync_batchnorm", "val_fraction",
+                   "weights", "freeze", "unfreeze_from")
 
 
 def _param_value(text: str):

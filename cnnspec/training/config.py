@@ -38,6 +38,10 @@ class RunConfig(BaseModel):
     augment: tuple[Augmentation, ...] = ()
     clip_grad: Annotated[float, Field(gt=0)] | None = None
     ema: Annotated[float, Field(gt=0, lt=1)] | None = None
+    # -- fine-tuning: start from a weights file, freeze layers by name
+    weights: str | None = None
+    freeze: tuple[str, ...] = ()
+    unfreeze_from: str | None = None
     # -- where and how it runs
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -54,7 +58,8 @@ class RunConfig(BaseModel):
 # Overrides that replace a recipe entry, and the ones that only set how it runs.
 RECIPE_OVERRIDES = {"epochs", "batch", "weight_decay", "label_smoothing"}
 RUN_OVERRIDES = {"seed", "device", "amp", "channels_last", "compile", "workers",
-                 "sync_batchnorm", "val_fraction", "clip_grad", "ema", "decay_norm_bias"}
+                 "sync_batchnorm", "val_fraction", "clip_grad", "ema", "decay_norm_bias",
+                 "weights", "freeze", "unfreeze_from"}
 OVERRIDES = RECIPE_OVERRIDES | RUN_OVERRIDES | {"lr"}
 
 
@@ -64,7 +69,7 @@ def resolve(recipe: Recipe | None, **overrides) -> RunConfig:
     if unknown:
         raise UsageError(f"unknown training option `{unknown[0]}`; options are "
                             + ", ".join(sorted(OVERRIDES)))
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides = _normalized(overrides)
     recipe = recipe or Recipe()
     values = {"optimizer": recipe.optimizer, "schedule": recipe.schedule,
               "epochs": recipe.epochs, "batch": recipe.batch,
@@ -94,7 +99,7 @@ def resume(saved: str, **overrides) -> RunConfig:
     """A checkpoint's configuration (JSON), with the overrides given on resuming
     (more `epochs`, another `device` or `workers`) applied on top."""
     values = json.loads(saved)
-    overrides = {k: v for k, v in overrides.items() if v is not None}
+    overrides = _normalized(overrides)
     if "lr" in overrides:
         values["optimizer"]["lr"] = overrides.pop("lr")
     values.update(overrides)
@@ -104,6 +109,18 @@ def resume(saved: str, **overrides) -> RunConfig:
         first = problem.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise UsageError(f"invalid training option `{where}`: {first['msg']}") from None
+
+
+def _normalized(overrides: dict) -> dict:
+    """Unset options dropped; `freeze="conv1,layer1.*"` as a tuple of patterns; a
+    weights path as a string."""
+    overrides = {k: v for k, v in overrides.items() if v is not None}
+    if isinstance(overrides.get("freeze"), str):
+        overrides["freeze"] = tuple(p.strip() for p in overrides["freeze"].split(",")
+                                    if p.strip())
+    if "weights" in overrides:
+        overrides["weights"] = str(overrides["weights"])
+    return overrides
 
 
 def describe_optimizer(optimizer) -> str:

@@ -30,6 +30,8 @@ from .data import open_data
 from .distributed import ShardSampler, World, check_sync_batchnorm, join, leave, \
     pick_device, sync_batchnorm, train_sampler
 from .errors import TrainingError, UsageError
+from .finetune import freeze
+from .weights import load_weights
 from .loop import NonFiniteLoss, Trainer, unwrap
 from .optim import current_lr, make_ema, make_optimizer, make_scheduler, step_scheduler
 from .progress import Reporter, Silent, draw_curves
@@ -84,6 +86,13 @@ def preflight(spec, data=None, *, nproc: int, network=None, params=None, resume=
     spec, config, data, _ = _prepare(spec, data, network, params, resume, overrides)
     _per_rank_batch(config.batch, nproc)
     check_sync_batchnorm(config.sync_batchnorm, pick_device(config.device))
+    if config.weights and resume is None or config.freeze or config.unfreeze_from:
+        from ..torch_backend import to_torch
+
+        model = to_torch(spec)
+        if config.weights and resume is None:
+            load_weights(model, config.weights, spec)
+        freeze(model, spec, config.freeze, config.unfreeze_from)
     open_data(data, tuple(spec.input_shape), config.augment, seed=config.seed,
               val_fraction=config.val_fraction)
 
@@ -215,11 +224,16 @@ class _Run:
         return spec.with_params(classes=found)
 
     # -- setting up
-    def _build(self):
+    def _build(self, fresh: bool):
         from ..torch_backend import to_torch
 
         _seed_everything(self.config.seed)
-        model = to_torch(self.spec).to(self.world.device)
+        model = to_torch(self.spec)
+        if self.config.weights and fresh:  # a resumed run has its own weights
+            for line in load_weights(model, self.config.weights, self.spec).lines():
+                self.reporter.note(line)
+        self._freeze(model)
+        model = model.to(self.world.device)
         if self.config.channels_last:
             model = model.to(memory_format=torch.channels_last)
         self.plain = model
@@ -232,6 +246,16 @@ class _Run:
         if self.config.compile:
             model = torch.compile(model)
         return model
+
+    def _freeze(self, model) -> None:
+        config = self.config
+        if not (config.freeze or config.unfreeze_from):
+            return
+        names = freeze(model, self.spec, config.freeze, config.unfreeze_from)
+        trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
+        total = sum(p.numel() for p in model.parameters())
+        self.reporter.note(f"frozen: {len(names)} layers ({names[0]} ... {names[-1]}); "
+                           f"{trainable:,} of {total:,} parameters train")
 
     def _loaders(self):
         per_rank = _per_rank_batch(self.config.batch, self.world.size)
@@ -271,7 +295,8 @@ class _Run:
 
     # -- the run
     def go(self, run_dir: Path, saved: dict | None) -> TrainResult:
-        model = self._build()
+        self._announce(run_dir, saved["epoch"] if saved else None)
+        model = self._build(fresh=saved is None)
         config = self.config
         optimizer = make_optimizer(self.plain, config)
         scheduler = make_scheduler(optimizer, config)
@@ -285,7 +310,6 @@ class _Run:
         if saved is not None:
             history, start = self._restore(saved, optimizer, scheduler, scaler, ema)
         self.run_dir, self.history = run_dir, history
-        self._announce(run_dir, start - 1 if saved else None)
         if self.world.main:
             self._write_run_file(saved is not None)
             files.write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n"
