@@ -27,11 +27,14 @@ def frozen_layers(layers: list[str], patterns=(), unfreeze_from: str | None = No
                   ) -> list[str]:
     """The layers (in spec order) that `patterns` and `unfreeze_from` select."""
     chosen: set[str] = set()
+    # Suggestions come from the top-level names first (`layer4`, not `layer4.1.6`).
+    tops = sorted({name.split(".")[0] for name in layers})
     for pattern in patterns:
         hits = [name for name in layers if _matches(name, pattern)]
         if not hits:
             raise UsageError(f"--freeze {pattern} matches no layer of the spec; "
-                             + (did_you_mean(pattern, layers) or
+                             + (did_you_mean(pattern, tops)
+                                or did_you_mean(pattern, layers) or
                                 f"layers are named like {', '.join(layers[:4])}"))
         chosen.update(hits)
     if unfreeze_from is not None:
@@ -39,7 +42,8 @@ def frozen_layers(layers: list[str], patterns=(), unfreeze_from: str | None = No
                      None)
         if first is None:
             raise UsageError(f"--unfreeze-from {unfreeze_from}: no such layer; "
-                             + (did_you_mean(unfreeze_from, layers) or
+                             + (did_you_mean(unfreeze_from, tops)
+                                or did_you_mean(unfreeze_from, layers) or
                                 f"layers are named like {', '.join(layers[:4])}"))
         chosen.update(layers[:first])
     return [name for name in layers if name in chosen]
