@@ -5,10 +5,12 @@ raises `SpecError` carrying located diagnostics. The pipeline, one module per st
 parse -> elaborate -> check -> backends (summary, and later torch and graphviz).
 """
 
+from . import evaluate as _expressions  # noqa: F401  (see `evaluate` below)
 from .diagnostics import Diagnostic, SpecError
 
 __version__ = "0.1.0"
-__all__ = ["Diagnostic", "Spec", "SpecError", "build", "load", "train", "__version__"]
+__all__ = ["Diagnostic", "Spec", "SpecError", "build", "evaluate", "load", "predict",
+           "train", "__version__"]
 
 
 def load(source, *, network=None, **params):
@@ -58,6 +60,37 @@ def train(spec, data=None, out=None, **options):
     from .training.run import train as _train
 
     return _train(spec, data, out, **options)
+
+
+# `cnnspec/evaluate.py` is the spec language's expression evaluator. It is imported
+# at the top of this file, before the function below is defined, so the package's
+# attribute `evaluate` is this function while `from .evaluate import ...` still finds
+# the module (in sys.modules) wherever the package imports it.
+def evaluate(spec, weights, data=None, **options):
+    """Score trained weights on the validation split of `data` (default: the data of
+    the weights' run): top-1, top-5, loss, per-class accuracy and the confusion matrix.
+
+    `weights`: a file (a run's weights.safetensors, or a PyTorch state dict), or a list
+    of files for an ensemble that averages the members' softmax. Options: tta ("none",
+    "flip" or "ten_crop"), batch, device, workers, network, params={...}, seed,
+    val_fraction. Returns an EvaluationReport (.top1, .top5, .loss, .per_class,
+    .confusion, .classes, .members, .to_json()).
+    """
+    from .training.evaluation import evaluate as _evaluate
+
+    return _evaluate(spec, weights, data, **options)
+
+
+def predict(spec, weights, images, **options):
+    """The most probable classes of each image file, with their probabilities.
+
+    `weights` as for `evaluate`; class names come from the run.json beside the
+    weights, else they are the indices. Options: top (5), tta, batch, device, network,
+    params={...}. Returns a list of Prediction (.image, .classes, .probabilities).
+    """
+    from .training.evaluation import predict as _predict
+
+    return _predict(spec, weights, images, **options)
 
 
 def __getattr__(name):

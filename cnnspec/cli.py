@@ -25,6 +25,10 @@ examples:
   cnnspec train specs/lenet5.cnn --data digits       # trains in seconds; see runs/lenet5
   cnnspec train specs/resnet18.cnn --data ~/pets --epochs 30 --nproc 2
   cnnspec train specs/resnet18.cnn --resume runs/resnet18
+  cnnspec evaluate specs/lenet5.cnn --weights runs/lenet5/weights.safetensors --data digits
+  cnnspec evaluate specs/lenet5.cnn --weights runs/lenet5*/weights.safetensors --json
+  cnnspec evaluate specs/alexnet.cnn --weights alexnet.pth --data ~/val --tta ten_crop -o confusion.png
+  cnnspec predict specs/lenet5.cnn --weights runs/lenet5/weights.safetensors digit.png
 """
 
 FORMATS = {"py": ".py", "pt2": ".pt2", "onnx": ".onnx"}
@@ -93,7 +97,52 @@ def _parser() -> argparse.ArgumentParser:
     graph.add_argument("-o", "--output", required=True, metavar="OUT",
                        help="a .graphml file, or .json (networkx node-link data)")
     _train_parser(commands)
+    _evaluate_parsers(commands)
     return parser
+
+
+def _evaluate_parsers(commands) -> None:
+    evaluate = commands.add_parser(
+        "evaluate", help="score trained weights on a data set's validation split: "
+        "top-1, top-5, loss, per-class accuracy, confusion matrix",
+        description="Score trained weights on the validation split of a data set. "
+        "Several weights files make an ensemble that averages their softmax. "
+        "See docs/training.md, section 10.")
+    predict = commands.add_parser(
+        "predict", help="the most probable classes of image files, with probabilities",
+        description="Classify image files with trained weights: the top-5 classes and "
+        "their probabilities per image (class names from the run.json beside the "
+        "weights, else indices).")
+    for sub in (evaluate, predict):
+        sub.add_argument("file", metavar="FILE", help="a .cnn spec")
+        sub.add_argument("--network", metavar="NAME",
+                         help="which network, when the file defines several")
+        sub.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
+                         dest="params", help="set a network parameter (repeatable); "
+                         "by default those of the weights' run.json")
+        # predict: the images follow, so one file per --weights (repeatable)
+        several = {"nargs": "+", "action": "extend"} if sub is evaluate \
+            else {"action": "append"}
+        sub.add_argument("--weights", metavar="W", required=True, **several,
+                         help="a weights file (a run's weights.safetensors, or a .pth "
+                         "state dict); several make an ensemble"
+                         + ("" if sub is evaluate else " (repeat --weights)"))
+        sub.add_argument("--tta", choices=("none", "flip", "ten_crop"), default="none",
+                         help="test-time augmentation: average the softmax over the "
+                         "image and its mirror (flip), or AlexNet's ten crops")
+        sub.add_argument("--batch", type=int, default=64, metavar="N",
+                         help="images per forward pass (64)")
+        sub.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"),
+                         default="auto")
+        sub.add_argument("--json", action="store_true", help="print one JSON object")
+    evaluate.add_argument("--data", metavar="SOURCE", help="digits, synthetic[:N], "
+                          "cifar10:PATH, cifar100:PATH or an image folder; default: "
+                          "the data of the weights' run")
+    evaluate.add_argument("-o", "--output", metavar="OUT", help="also draw the "
+                          "confusion matrix: .png, .svg or .pdf")
+    predict.add_argument("images", metavar="IMAGE", nargs="+", help="image files")
+    predict.add_argument("--top", type=int, default=5, metavar="K",
+                         help="how many classes per image (5)")
 
 
 def _train_parser(commands) -> None:
@@ -218,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
         return _train(args, parser, sys.argv[1:] if argv is None else list(argv))
     if args.command == "compare":
         return _compare(args, parser)
+    if args.command in ("evaluate", "predict"):
+        return _evaluate_or_predict(args, parser)
     if not os.path.isfile(args.file):
         parser.error(f"no such file: {args.file}")
     _check_output(args, parser)
@@ -347,6 +398,115 @@ def _train(args, parser: argparse.ArgumentParser, argv: list[str]) -> int:
     else:
         print(f"weights: {result.run_dir / 'weights.safetensors'} (epoch "
               f"{result.metrics['best_epoch']}); curves: {result.run_dir / 'curves.png'}")
+    return 0
+
+
+def _evaluate_or_predict(args, parser: argparse.ArgumentParser) -> int:
+    """`cnnspec evaluate` and `cnnspec predict`: flags to
+    `cnnspec.training.evaluation`, the report to a table or JSON, errors to exit codes."""
+    if not os.path.isfile(args.file):
+        parser.error(f"no such file: {args.file}")
+    if args.batch < 1:
+        parser.error("--batch must be 1 or more")
+    output = getattr(args, "output", None)
+    if output and not output.lower().endswith((".png", ".svg", ".pdf")):
+        parser.error(f"cannot tell the image format from {output!r}: "
+                     "name it .png, .svg or .pdf")
+    needed = ["torch", "torchvision", "safetensors"] + (["matplotlib"] if output else [])
+    missing = _missing_modules(needed)
+    if missing:
+        return _fail(f"{args.command} needs {', '.join(missing)}: pip install "
+                     "'cnnspec[train]'", 2)
+    from .diagnostics import SpecError
+    from .training.errors import TrainingError, UsageError
+
+    options = {"network": args.network, "params": _params(args.params, parser),
+               "tta": args.tta, "batch": args.batch, "device": args.device}
+    try:
+        if args.command == "predict":
+            return _predict(args, options)
+        return _evaluate(args, options)
+    except SpecError as problem:
+        _report(problem, sys.stderr)
+        return 1
+    except UsageError as problem:
+        return _fail(str(problem), 2)
+    except TrainingError as problem:
+        return _fail(str(problem), 1)
+
+
+def _evaluate(args, options: dict) -> int:
+    from .training.evaluation import draw_confusion, evaluate
+
+    report = evaluate(args.file, args.weights, args.data, **options)
+    if args.output:
+        draw_confusion(report, args.output)
+    if args.json:
+        import json
+
+        print(json.dumps(report.to_json()))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    for note in report.notes:
+        console.print(f"data: {note}")
+    ensemble = f", an ensemble of {len(report.members)}" if report.members else ""
+    console.print(f"{report.spec} on {report.data}: {report.images:,} validation "
+                  f"images, tta {report.tta}{ensemble}")
+    scores = Table("weights", "top-1", "top-5", "loss")
+    for member in report.members:
+        scores.add_row(member.weights, f"{member.top1:.2%}", f"{member.top5:.2%}",
+                       f"{member.loss:.4f}")
+    scores.add_row("ensemble" if report.members else args.weights[0],
+                   f"{report.top1:.2%}", f"{report.top5:.2%}", f"{report.loss:.4f}",
+                   style="bold" if report.members else None)
+    console.print(scores)
+    console.print(_per_class_table(report))
+    if args.output:
+        console.print(f"confusion matrix: {args.output}")
+    return 0
+
+
+def _per_class_table(report):
+    """Every class's accuracy, or the 10 lowest when there are more than 20."""
+    from rich.table import Table
+
+    rows = [(name, sum(row), accuracy) for (name, accuracy), row
+            in zip(report.per_class.items(), report.confusion)]
+    title = None
+    if len(rows) > 20:
+        rows = sorted(rows, key=lambda r: (r[2] is None, r[2]))[:10]
+        title = f"the 10 lowest of {len(report.classes)} classes (all in --json)"
+    table = Table("class", "images", "accuracy", title=title)
+    for name, count, accuracy in rows:
+        table.add_row(name, f"{count:,}", "-" if accuracy is None else f"{accuracy:.2%}")
+    return table
+
+
+def _predict(args, options: dict) -> int:
+    from .training.evaluation import predict
+
+    if args.top < 1:
+        return _fail("--top must be 1 or more", 2)
+    predictions = predict(args.file, args.weights, args.images, top=args.top,
+                          **options)
+    if args.json:
+        import json
+
+        print(json.dumps({"predictions": [p.model_dump() for p in predictions]}))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table("image", "class", "probability")
+    for prediction in predictions:
+        for rank, (name, p) in enumerate(zip(prediction.classes,
+                                             prediction.probabilities)):
+            table.add_row(prediction.image if rank == 0 else "", name, f"{p:.2%}",
+                          end_section=rank == len(prediction.classes) - 1)
+    Console(highlight=False, width=None if sys.stdout.isatty() else 200).print(table)
     return 0
 
 

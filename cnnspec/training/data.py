@@ -6,7 +6,9 @@ image folder, or a `(train, val)` pair of datasets), the spec's input shape C x 
 and the recipe's augmentations. Returns: `Datasets` whose items are
 `(float32 tensor of exactly C x H x W, int label)`, the class names, and one-line
 notes on what was converted. Every problem with the data raises `DataError` with a
-message that names the file or folder and says what to do.
+message that names the file or folder and says what to do. With `tta="flip"` or
+`"ten_crop"` (evaluation's test-time augmentation), each validation item is a
+V x C x H x W stack of views instead (transforms.TTA).
 
 Images are float tensors in [0, 1] until `normalize`, which uses ImageNet's mean and
 std (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) for 3 channels and 0.5 / 0.5 for
@@ -48,24 +50,25 @@ class Datasets:
 
 
 def open_data(source, input_shape: tuple[int, int, int], augment: tuple = (), *,
-              seed: int = 0, val_fraction: float = 0.1) -> Datasets:
-    """The train and validation datasets of `source`, shaped for `input_shape`."""
+              seed: int = 0, val_fraction: float = 0.1, tta: str = "none") -> Datasets:
+    """The train and validation datasets of `source`, shaped for `input_shape`;
+    `tta` makes each validation image a stack of views (module docstring)."""
     input_shape = _checked_shape(input_shape)
     if not isinstance(source, str):
-        return _pair(source, input_shape, augment)
+        return _pair(source, input_shape, augment, tta)
     if source == "digits":
-        return _digits(input_shape, augment)
+        return _digits(input_shape, augment, tta)
     if source == "synthetic" or source.startswith("synthetic:"):
-        return _synthetic(source, input_shape, augment, seed)
+        return _synthetic(source, input_shape, augment, seed, tta)
     if source in ("cifar10", "cifar100"):
         raise DataError(f"`{source}` needs the folder holding its batches: "
                         f"`{source}:PATH`; valid sources: {SOURCES}")
     scheme = re.match(r"([A-Za-z]\w+):", source)
     if scheme and not os.path.exists(source):
         if scheme[1] in ("cifar10", "cifar100"):
-            return _cifar(scheme[1], source[len(scheme[0]):], input_shape, augment)
+            return _cifar(scheme[1], source[len(scheme[0]):], input_shape, augment, tta)
         raise DataError(f"unknown data source `{scheme[0]}`; valid sources: {SOURCES}")
-    return _image_folder(Path(source), input_shape, augment, seed, val_fraction)
+    return _image_folder(Path(source), input_shape, augment, seed, val_fraction, tta)
 
 
 # --- Pipelines --------------------------------------------------------------------
@@ -141,7 +144,7 @@ def _tensor_images(images: torch.Tensor, labels: list[int], steps: list) -> Tens
 
 # --- Sources ----------------------------------------------------------------------
 
-def _digits(input_shape, augment) -> Datasets:
+def _digits(input_shape, augment, tta: str = "none") -> Datasets:
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -153,7 +156,7 @@ def _digits(input_shape, augment) -> Datasets:
     labels = digits.target.tolist()
     train_index, val_index = train_test_split(
         list(range(len(labels))), test_size=0.2, random_state=0, stratify=labels)
-    train_steps, val_steps, notes = pipelines((1, 8, 8), input_shape, augment)
+    train_steps, val_steps, notes = pipelines((1, 8, 8), input_shape, augment, tta=tta)
     train = _tensor_images(images[train_index], [labels[i] for i in train_index],
                            train_steps)
     val = _tensor_images(images[val_index], [labels[i] for i in val_index], val_steps)
@@ -162,17 +165,20 @@ def _digits(input_shape, augment) -> Datasets:
     return Datasets(train, val, [str(d) for d in range(10)], [head, *notes])
 
 
-def _synthetic(source: str, input_shape, augment, seed: int) -> Datasets:
+def _synthetic(source: str, input_shape, augment, seed: int, tta: str = "none"
+               ) -> Datasets:
     count = source.partition(":")[2]
     if count and not (count.isdigit() and int(count) > 0):
         raise DataError(f"`{source}`: the image count after `synthetic:` must be a "
                         "positive whole number, like `synthetic:512`")
     length = int(count) if count else 512
     val_length = max(length // 4, 64)
-    train_steps, val_steps, notes = pipelines(input_shape, input_shape, augment)
+    train_steps, val_steps, notes = pipelines(input_shape, input_shape, augment, tta=tta)
     compose = v2_module().Compose
     train_transform, val_transform = ((compose(train_steps), compose(val_steps))
                                       if augment else (None, None))
+    if tta != "none":
+        val_transform = compose(val_steps)
     train = SyntheticImages(length, input_shape, seed, 0, train_transform)
     val = SyntheticImages(val_length, input_shape, seed, 1, val_transform)
     head = (f"synthetic: {length:,} train / {val_length:,} val random images, "
@@ -205,7 +211,7 @@ def _cifar_class(kind: str):
                                      else CIFAR100), {})
 
 
-def _cifar(kind: str, path: str, input_shape, augment) -> Datasets:
+def _cifar(kind: str, path: str, input_shape, augment, tta: str = "none") -> Datasets:
     cifar = _cifar_class(kind)
     expected = ([name for name, _ in cifar.train_list + cifar.test_list]
                 + [cifar.meta["filename"]])
@@ -225,7 +231,7 @@ def _cifar(kind: str, path: str, input_shape, augment) -> Datasets:
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as problem:
         raise DataError(f"cannot read the {kind} batches in {batches} ({problem!r}); "
                         f"replace them with {wanted}") from None
-    train_steps, val_steps, notes = pipelines((3, 32, 32), input_shape, augment)
+    train_steps, val_steps, notes = pipelines((3, 32, 32), input_shape, augment, tta=tta)
     train_set = _tensor_images(_chw(train.data), list(train.targets), train_steps)
     val_set = _tensor_images(_chw(val.data), list(val.targets), val_steps)
     head = (f"{kind}: {len(train_set):,} train / {len(val_set):,} val images "
@@ -291,7 +297,7 @@ def _class_folder_dataset(root: Path, classes: list[str], transform, allow_empty
 
 
 def _image_folder(path: Path, input_shape, augment, seed: int,
-                  val_fraction: float) -> Datasets:
+                  val_fraction: float, tta: str = "none") -> Datasets:
     if not path.exists():
         raise DataError(f"data folder {path} does not exist; valid sources: {SOURCES}")
     if not path.is_dir():
@@ -302,7 +308,7 @@ def _image_folder(path: Path, input_shape, augment, seed: int,
     train_set = _class_folder_dataset(train_root, classes, None)
     first = train_set.samples[0][0]
     train_steps, val_steps, notes = pipelines(
-        (3, *_image_size(first)), input_shape, augment)
+        (3, *_image_size(first)), input_shape, augment, tta=tta)
     compose = v2_module().Compose
     train_set.transform = compose(train_steps)
     if val_root is not None:
@@ -365,7 +371,7 @@ def _stratified_split(targets: list[int], val_fraction: float,
     return sorted(train), sorted(val)
 
 
-def _pair(source, input_shape, augment) -> Datasets:
+def _pair(source, input_shape, augment, tta: str = "none") -> Datasets:
     if not (isinstance(source, (tuple, list)) and len(source) == 2
             and all(hasattr(d, "__getitem__") and hasattr(d, "__len__") for d in source)):
         raise DataError(f"a data source is a string or a (train, val) pair of datasets, "
@@ -381,6 +387,9 @@ def _pair(source, input_shape, augment) -> Datasets:
         transform = v2_module().Compose(steps)
         train, val = Converted(train, transform), Converted(val, transform)
         notes += conversions
+    if tta != "none":
+        _, views, _ = pipelines(shape, input_shape, (), tta=tta)
+        val = Converted(source[1], v2_module().Compose(views))
     if augment:
         notes.append("the recipe's augment is not applied to datasets passed in; "
                      "give them their own transforms")

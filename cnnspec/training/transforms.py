@@ -6,6 +6,11 @@ augmentations. Returns: the training steps, the deterministic validation steps
 on what was converted (channels, size). AlexNet's PCA lighting is written here by
 hand: no library ships it.
 
+Test-time augmentation (`tta`) turns each validation image into a V x C x H x W stack
+of views: `flip`, the image and its horizontal flip (V = 2); `ten_crop`, AlexNet's
+four corner crops and centre crop and their flips (V = 10, torchvision's `TenCrop`
+in place of the final centre crop).
+
 `normalize` uses ImageNet's mean and std (0.485, 0.456, 0.406) / (0.229, 0.224,
 0.225) for 3 channels and 0.5 / 0.5 for any other count.
 """
@@ -22,6 +27,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 CROP_RATIO = 256 / 224
 SIZED = {"random_crop", "random_resized_crop", "center_crop", "resize"}
 GEOMETRIC = SIZED | {"horizontal_flip"}
+TTA = {"none": 1, "flip": 2, "ten_crop": 10}  # test-time augmentation -> views per image
 
 
 class PCALighting(torch.nn.Module):
@@ -66,6 +72,23 @@ class RepeatChannels(torch.nn.Module):
         return image.expand(*image.shape[:-3], self.channels, *image.shape[-2:]).clone()
 
 
+class StackViews(torch.nn.Module):
+    """The views TenCrop returns (a tuple) as one V x C x H x W tensor (per image:
+    a batch N x C x H x W becomes N x V x C x H x W)."""
+
+    def forward(self, views) -> torch.Tensor:
+        from torchvision import tv_tensors
+
+        return tv_tensors.Image(torch.stack(list(views), dim=-4))
+
+
+class FlipViews(torch.nn.Module):
+    """An image and its horizontal flip, stacked: 2 x C x H x W."""
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return torch.stack([image, image.flip(-1)], dim=-4)
+
+
 class PlainTensor(torch.nn.Module):
     """Drops torchvision's `Image` tensor subclass, so batches are plain tensors."""
 
@@ -87,9 +110,11 @@ def is_random(step) -> bool:
                              v2.ColorJitter, PCALighting))
 
 
-def pipelines(image_shape, input_shape, augment) -> tuple[list, list, list[str]]:
+def pipelines(image_shape, input_shape, augment, *, tta: str = "none"
+              ) -> tuple[list, list, list[str]]:
     """Train and validation steps for images of `image_shape` (C, H, W; H and W None
-    when they vary), and notes on the conversions they make."""
+    when they vary), and notes on the conversions they make. With `tta` other than
+    "none", the validation steps give each image's views (see the module docstring)."""
     v2 = v2_module()
     c, h, w = input_shape
     channels, *source_size = image_shape
@@ -124,7 +149,29 @@ def pipelines(image_shape, input_shape, augment) -> tuple[list, list, list[str]]
         elif first is None and source_size != [h, w]:
             notes.append(f"{seen or 'images '}resized to {c}x{h}x{w} "
                          "for the spec's input")
+    if tta != "none":
+        val = _test_time_views(v2, val, augment, tta)
     return train + [PlainTensor()], val + [PlainTensor()], notes
+
+
+def _test_time_views(v2, val: list, augment, tta: str) -> list:
+    """`val` with its views: flips appended, or the final centre crop as TenCrop."""
+    if tta not in TTA:
+        raise DataError(f"unknown test-time augmentation `{tta}`; choose "
+                        + ", ".join(TTA))
+    if tta == "flip":
+        return val + [FlipViews()]
+    last = max((i for i, step in enumerate(val) if isinstance(step, v2.CenterCrop)),
+               default=None)
+    if last is None or any(isinstance(step, v2.Resize) for step in val[last:]):
+        raise DataError("ten_crop needs a recipe whose images end in a crop of the "
+                        "input's size (`augment: random_crop N`, `random_resized_crop N` "
+                        "or `center_crop N`); this one resizes whole images, so the "
+                        "crops would all be the same: use flip instead")
+    crop = [a for a in augment if a.kind in SIZED - {"resize"}][-1]
+    pad = [v2.Pad(crop.padding)] if crop.kind == "random_crop" and crop.padding else []
+    return (val[:last] + pad + [v2.TenCrop(val[last].size), StackViews()]
+            + val[last + 1:])
 
 
 def _channel_note(have: int, want: int) -> str:
