@@ -1,10 +1,15 @@
 """Source backend: shaped IR -> a standalone, readable PyTorch file.
 
 Takes: a checked `Spec`. Returns: the text of a Python module that imports only
-torch (and the standard library): one `nn.Module` class whose `__init__` creates
-every layer at the spec's dotted name (one line per layer, so the state-dict keys
-are exactly `cnnspec.build`'s) and whose `forward` is straight-line code, one line
-per IR node in topological order, each commented with the checked `C x H x W`.
+torch (and the standard library), laid out as torchvision's model files are: one
+`nn.Module` class per block of the spec, built from the block's arguments
+(`Inception(in_channels, ch1x1, ...)`; `codegen_blocks` decides which instances
+share a class and writes each layer's arguments as expressions of the block's),
+then the network class, whose `__init__` creates its own layers and its block
+instances at the spec's dotted names (so the state-dict keys are exactly
+`cnnspec.build`'s) and whose `forward` is straight-line code, one line per layer,
+block instance or join in topological order, each commented with the checked
+`C x H x W` (in a block class, in terms of its arguments where instances differ).
 
 Constructor calls are `layers.constructor`'s, the same table `torch_backend` builds
 from, written out with PyTorch's keywords; every size (in_channels, in_features,
@@ -19,10 +24,13 @@ from __future__ import annotations
 import ast
 import keyword
 import re
+import textwrap
 from pathlib import Path
 
 from . import __version__
+from . import codegen_blocks as B
 from . import ops as O
+from .codegen_blocks import literal
 from .ir import ancestors, in_place_nodes
 from .layers import (GLOBAL_DROP_PATH, HELPERS, constructor, fractal_joins,
                      pad_channels_widths)
@@ -54,20 +62,9 @@ def to_python(spec, *, class_name: str | None = None, source: str | None = None)
 # -- values and constructor calls ----------------------------------------------------
 
 
-def _value(value) -> str:
-    """A Python literal: (3, 3) -> 3 (torch accepts both), floats round-trip."""
-    if isinstance(value, tuple):
-        if len(value) == 2 and value[0] == value[1]:
-            return _value(value[0])
-        return "(" + ", ".join(_value(v) for v in value) + ")"
-    if isinstance(value, str):
-        return '"' + value + '"'
-    return repr(value)
-
-
 def _call(func: str, positional=(), **keywords) -> str:
-    parts = [_value(v) for v in positional]
-    parts += [f"{k}={_value(v)}" for k, v in keywords.items()]
+    parts = [literal(v) for v in positional]
+    parts += [f"{k}={literal(v)}" for k, v in keywords.items()]
     return f"{func}({', '.join(parts)})"
 
 
@@ -115,17 +112,34 @@ def _variable(name: str) -> str:
 
 
 def _wrap(line: str, indent: int, limit: int = 88) -> list[str]:
-    """Break a long `torch.cat([...], 1)` after commas, aligned under its first
-    argument; any other line is left whole. `indent`: columns before `line`."""
-    opening = line.find("torch.cat([")
-    if indent + len(line) <= limit or opening < 0:
+    """Break a long line after the commas of its `torch.cat([...], 1)` or else of its
+    first call, aligned under the first argument; a line that fits is left whole.
+    `indent`: columns before `line`."""
+    if indent + len(line) <= limit:
         return [line]
-    start = opening + len("torch.cat([")
-    items = line[start:line.rindex("], 1)")].split(", ")
+    if "torch.cat([" in line:
+        start = line.find("torch.cat([") + len("torch.cat([")
+        end = line.rindex("], 1)")
+    elif "(" in line and line.rstrip(":").endswith(")"):
+        start = line.index("(") + 1
+        end = len(line.rstrip(":")) - 1
+    else:
+        return [line]
+    items, depth, current = [], 0, ""
+    for char in line[start:end]:  # split at the top-level commas
+        depth += char in "([{"
+        depth -= char in ")]}"
+        if char == "," and depth == 0:
+            items.append(current.strip())
+            current = ""
+        else:
+            current += char
+    items.append(current.strip())
+    closing = line[end:]
     pad = " " * start
     lines, current = [], line[:start]
     for index, item in enumerate(items):
-        piece = item + (", " if index < len(items) - 1 else "], 1)")
+        piece = item + (", " if index < len(items) - 1 else closing)
         if current.strip() and current != line[:start] and \
                 indent + len(current + piece.rstrip()) > limit:
             lines.append(current.rstrip())
@@ -157,46 +171,53 @@ def _helper_sources(names) -> dict[str, str]:
 # -- the file ------------------------------------------------------------------------
 
 
+class _Body:
+    """What one `__init__` and `forward` are written from: the network's, or a block
+    class's (then names are relative to the class's first instance)."""
+
+    def __init__(self, units, input_id, exprs, pads, comments, training, scopes):
+        self.units = units
+        self.input = input_id
+        self.exprs = exprs  # unit index -> constructor or block class call
+        self.pads = pads  # unit index -> pad_channels widths
+        self.comments = comments  # unit index -> shape comment
+        self.training = training  # unit index -> runs in training only
+        self.scopes = scopes  # relative path -> block, for scopes written inline
+
+
 class _Writer:
     def __init__(self, spec, class_name: str, source: str | None):
         self.spec = spec
-        self.nodes = spec.graph.nodes
+        self.table = spec.table
         self.class_name = class_name
         self.source = source if source is not None else spec.path
         self.outputs = spec.graph.outputs
         self.has_aux = len(self.outputs) > 1
-        # A layer is a module exactly when module_for makes one (as _root_modules).
-        self.modules: dict[int, str] = {}
         self.in_place = in_place_nodes(spec.graph)
-        for node in self.nodes[1:]:
-            in_shape = spec.table[node.inputs[0]].shape if node.inputs else ()
-            expr = module_expr(node.op, in_shape, node.id in self.in_place, node.frozen)
-            if expr is not None:
-                self.modules[node.id] = expr
-        self.needs_scope = any("." in self.nodes[i].name for i in self.modules)
-        self.root_indexed = any(not _is_attribute(self.nodes[i].name.split(".")[0])
-                                for i in self.modules)
-        fractal = fractal_joins(self.nodes)  # (p, columns) of the column sampler
+        fractal = fractal_joins(spec.graph.nodes)  # (p, columns) of the column sampler
         self.sampler = _call("GlobalDropPath", fractal) if fractal else None
-        made = list(self.modules.values()) + ([self.sampler] if self.sampler else [])
-        self.helpers = [h for h in HELPERS if any(e.startswith(h + "(") for e in made)]
+        reserved = {class_name, f"{class_name}Outputs", "Scope", "Network", *HELPERS}
+        self.plan = B.plan(spec, reserved)
+        self.class_names = {cls.name for cls in self.plan.classes}
 
     def text(self) -> str:
-        init = self._init()
-        forward = self._forward()
+        classes = [self._block_class(cls) for cls in self.plan.classes]
+        network = self._network_class()
+        code = "\n".join(classes + [network])
+        helpers = [h for h in HELPERS if re.search(rf"\b{h}\(", code)]
         parts = [self._docstring(), "import torch\nfrom torch import nn\n"]
         if self.has_aux:
             parts[-1] = "from collections import namedtuple\n\n" + parts[-1]
-        sources = _helper_sources(self.helpers) if self.helpers else {}
-        for name in self.helpers:
+        sources = _helper_sources(helpers) if helpers else {}
+        for name in helpers:
             parts.append(sources[name] + "\n")
-        if self.needs_scope or self.root_indexed:
+        if "Scope" in code:
             parts.append(_SCOPE_SOURCE)
         if self.has_aux:
             names = ", ".join(f'"{n}"' for n in self._output_names())
             parts.append(f"{self.class_name}Outputs = namedtuple("
                          f'"{self.spec.name}_outputs", [{names}])\n')
-        parts.append(self._class(init, forward))
+        parts += classes + [network]
         head, *rest = (p.rstrip("\n") + "\n" for p in parts)
         return head + "\n" + "\n\n".join(rest)
 
@@ -216,6 +237,11 @@ class _Writer:
         lines += ["", "Standalone: this file imports only torch. Its state-dict keys are",
                   "the spec's layer names, the same as `cnnspec.build`'s, so weights",
                   "saved from either load into the other with strict=True."]
+        if self.plan.classes:
+            lines += ["", "Each block of the spec is a class built from the block's "
+                      "arguments; shape",
+                      "comments in a block's forward use its arguments and the "
+                      "input's H x W."]
         if self.has_aux:
             lines += ["", "In training, forward returns "
                       f"{self.class_name}Outputs({', '.join(self._output_names())});",
@@ -226,79 +252,203 @@ class _Writer:
     def _output_names(self) -> list[str]:
         return ["logits"] + [_variable(o.name) for o in self.outputs[1:]]
 
+    # calls of block classes
+    def _class_call(self, cls, values: dict[str, str]) -> str:
+        parts = []
+        for name, default in cls.params:
+            if default is B.REQUIRED:
+                parts.append(values[name])
+            elif values[name] != literal(B.normal(default)):
+                parts.append(f"{name}={values[name]}")
+        return f"{cls.name}({', '.join(parts)})"
+
+    def _literal_call(self, inst) -> str:
+        env = B._env(inst, self.table, self.spec.graph.block_args)
+        return self._class_call(inst.cls, {
+            name: literal(env["in_channels" if name == "in_features" else name])
+            for name, _ in inst.cls.params})
+
+    # the network
+    def _network_class(self) -> str:
+        units = self.plan.units
+        exprs, pads = {}, {}
+        for j, unit in enumerate(units):
+            if unit.child is not None:
+                exprs[j] = self._literal_call(unit.child)
+            elif unit.ctor is not None:
+                exprs[j] = _call(unit.ctor.name, unit.ctor.args, **unit.ctor.kwargs)
+            elif type(unit.node.op) is O.PadChannels:
+                pads[j] = repr(pad_channels_widths(
+                    unit.node.op, self.table[unit.node.inputs[0]].shape))
+        main = self.outputs[0].node
+        eval_needed = ancestors(self.spec.graph.nodes, [main])
+        body = _Body(units, 0, exprs, pads,
+                     {j: _shape(self.table[u.id].shape) for j, u in enumerate(units)},
+                     {j: u.id not in eval_needed for j, u in enumerate(units)},
+                     self.plan.scopes)
+        init = self._init(body)
+        if self.sampler:
+            init.append(f"self.{GLOBAL_DROP_PATH} = {self.sampler}  # picks a column")
+        init += self._frozen()
+        forward = self._forward(body, [o.node for o in self.outputs])
+        base = "Scope" if self._indexed(units) else "nn.Module"
+        spec = self.spec
+        lines = [f"class {self.class_name}({base}):",
+                 f'    """{spec.name} as checked by cnnspec: input '
+                 f'{_shape(spec.input_shape)}, output {_shape(spec.output_shape)}."""',
+                 "",
+                 f"    input_shape = {tuple(spec.input_shape)!r}"]
+        if self.has_aux:
+            weights = ", ".join(f'"{name}": {o.weight!r}' for o, name
+                                in zip(self.outputs[1:], self._output_names()[1:]))
+            lines.append(f"    aux_weights = {{{weights}}}  # loss weight of each "
+                         "auxiliary head")
+        lines += ["", "    def __init__(self):", "        super().__init__()"]
+        lines += ["        " + line for line in init]
+        lines += ["", "    def forward(self, x):"]
+        lines += ["        " + line for line in forward]
+        return "\n".join(lines) + "\n"
+
+    def _frozen(self) -> list[str]:
+        """`requires_grad_(False)` on each frozen layer with parameters (block
+        instances with frozen layers are written inline, so all are reached here)."""
+        frozen = [u.name.split(".") for u in self.plan.units if u.ctor is not None
+                  and u.node.frozen and self.table[u.id].params]
+        if not frozen:
+            return []
+        return (["# Frozen in the spec: these parameters are not trained."]
+                + [f"{_access('self', path)}.requires_grad_(False)" for path in frozen])
+
+    # a block class
+    def _block_class(self, cls) -> str:
+        units = cls.units
+        first = cls.instances[0]
+        exprs, pads, attributes = {}, {}, []
+        for j, unit in enumerate(units):
+            found = cls.exprs[j]
+            if unit.child is not None:
+                exprs[j] = self._class_call(unit.child.cls, {
+                    name: found[("param", name)] for name, _ in unit.child.cls.params})
+            elif unit.ctor is not None:
+                defaults = B.keyword_defaults(unit.ctor.name)
+                args = [found[("arg", i)] for i in range(len(unit.ctor.args))]
+                args += [f"{key}={expr}" for (kind, *rest), expr in found.items()
+                         for key in rest if kind == "kw"
+                         and not (key in defaults and expr == literal(defaults[key]))]
+                exprs[j] = f"{unit.ctor.name}({', '.join(args)})"
+            elif ("pad",) in found:
+                widths = pad_channels_widths(
+                    unit.node.op, self.table[unit.node.inputs[0]].shape)
+                extra = found[("pad",)]
+                if not extra.isdigit():  # set in __init__: forward cannot see arguments
+                    attribute = "pad_" + _variable(unit.name).lstrip("_")
+                    while any(u.name.split(".")[0] == attribute for u in units):
+                        attribute += "_"
+                    attributes.append(f"self.{attribute} = {extra}  # zero channels "
+                                      "to append")
+                    extra = f"self.{attribute}"
+                pads[j] = "(" + ", ".join([str(w) for w in widths[:-1]] + [extra]) + ")"
+        prefix = first.path + "."
+        scopes = {p[len(prefix):]: b for p, b in self.plan.scopes.items()
+                  if p.startswith(prefix)}
+        body = _Body(units, first.input, exprs, pads,
+                     {j: _symbolic_shape(cls, j, self.table) for j in range(len(units))},
+                     {j: False for j in range(len(units))}, scopes)
+        signature = ["self"]
+        for name, default in cls.params:
+            signature.append(name if default is B.REQUIRED
+                             else f"{name}={literal(B.normal(default))}")
+        uses = [i.path for i in cls.instances]
+        where = ", ".join(uses) if len(uses) <= 3 else f"{uses[0]} ... {uses[-1]}"
+        count = f"used {len(uses)} times" if len(uses) > 1 else "used once"
+        base = "Scope" if self._indexed(units) else "nn.Module"
+        doc = textwrap.wrap(f"The spec's block `{cls.block}`, {count}: {where}.", 80)
+        doc[0] = '"""' + doc[0]
+        doc[-1] += '"""'
+        lines = [f"class {cls.name}({base}):"] + ["    " + d for d in doc] + [""]
+        lines += _wrap(f"    def __init__({', '.join(signature)}):", 0)
+        lines += ["        super().__init__()"]
+        for line in self._init(body) + attributes:
+            lines += _wrap("        " + line, 0)
+        lines += ["", "    def forward(self, x):"]
+        lines += ["        " + line for line in self._forward(body, [first.output])]
+        return "\n".join(lines) + "\n"
+
+    @staticmethod
+    def _indexed(units) -> bool:
+        return any(not _is_attribute(u.name.split(".")[0]) for u in units
+                   if u.ctor is not None or u.child is not None)
+
     # __init__
-    def _init(self) -> list[str]:
+    def _init(self, body: _Body) -> list[str]:
         lines: list[str] = []
         made: set[str] = set()
-        instances = {path: block for node in self.nodes for path, block in node.blocks}
-        for node_id in self.modules:
-            node = self.nodes[node_id]
-            *path, leaf = node.name.split(".")
+        for j, unit in enumerate(body.units):
+            if j not in body.exprs:
+                continue
+            *path, leaf = unit.name.split(".")
             for depth in range(1, len(path) + 1):
                 prefix = ".".join(path[:depth])
                 if prefix not in made:
                     made.add(prefix)
-                    block = instances.get(prefix)
-                    lines.append(f"{self._target(path[:depth])} = Scope()"
+                    block = body.scopes.get(prefix)
+                    lines.append(f"{_access('self', path[:depth])} = Scope()"
                                  + (f"  # {block}" if block else ""))
-            lines.append(f"{self._target(path + [leaf])} = {self.modules[node_id]}")
-        if self.sampler:
-            lines.append(f"self.{GLOBAL_DROP_PATH} = {self.sampler}  # picks a column")
-        frozen = [self.nodes[i].name.split(".") for i in self.modules
-                  if self.nodes[i].frozen and self.spec.table[i].params]
-        if frozen:
-            lines.append("# Frozen in the spec: these parameters are not trained.")
-            lines += [f"{self._target(path)}.requires_grad_(False)" for path in frozen]
+            lines.append(f"{_access('self', path + [leaf])} = {body.exprs[j]}")
         return lines
 
-    def _target(self, path: list[str]) -> str:
-        return _access("self", path)
-
     # forward
-    def _forward(self) -> list[str]:
-        main = self.outputs[0].node
-        eval_needed = ancestors(self.nodes, [main])
-        all_needed = ancestors(self.nodes, [o.node for o in self.outputs])
-        emitted = [n for n in self.nodes if n.id in all_needed]
-        consumers: dict[int, set[int]] = {n.id: set() for n in emitted}
-        for node in emitted:
-            for i in node.inputs:
-                consumers[i].add(node.id)
-        training = {n.id: n.id not in eval_needed for n in emitted}
-        names = self._variables(emitted, consumers, training)
+    def _forward(self, body: _Body, outputs: list[int]) -> list[str]:
+        units = body.units
+        position = {u.id: j for j, u in enumerate(units)}
+        needed: set[int] = set()
+        stack = list(outputs)
+        while stack:  # the units the outputs depend on
+            current = stack.pop()
+            if current in position and current not in needed:
+                needed.add(current)
+                stack.extend(units[position[current]].inputs)
+        emitted = [j for j, u in enumerate(units) if u.id in needed]
+        consumers: dict[int, set[int]] = {units[j].id: set() for j in emitted}
+        consumers.setdefault(body.input, set())
+        for j in emitted:
+            for i in units[j].inputs:
+                consumers[i].add(units[j].id)
+        network = body.input == 0 and units and units[0].id == 0
+        names = self._variables(body, emitted, consumers, outputs, network)
 
         rows: list[tuple[bool, str, str]] = []  # (training only, code, comment)
-        for node in emitted:
-            shape = _shape(self.spec.table[node.id].shape)
-            if node.id == 0:
+        for j in emitted:
+            unit = units[j]
+            training, shape = body.training[j], body.comments[j]
+            if unit.id == 0 and network:
                 if names[0] != "x":
                     rows.append((False, f"{names[0]} = x", shape))
                 if self.sampler:
                     rows.append((False, f"column = self.{GLOBAL_DROP_PATH}()",
                                  "global drop-path: one column, or None"))
                 continue
-            args = [names[i] for i in node.inputs]
-            if getattr(node.op, "columns", ()):
+            args = [names[i] for i in unit.inputs]
+            op = unit.node.op if unit.node is not None else None
+            if getattr(op, "columns", ()):
                 args.append("column=column")
-            if node.id in self.modules:
-                expr = f"{_access('self', node.name.split('.'))}({', '.join(args)})"
-            elif type(node.op) is O.PadChannels:
-                in_shape = self.spec.table[node.inputs[0]].shape
-                widths = pad_channels_widths(node.op, in_shape)
-                expr = f"nn.functional.pad({args[0]}, {widths!r})"
-            elif type(node.op) is O.Concat:
+            if j in body.exprs:
+                expr = f"{_access('self', unit.name.split('.'))}({', '.join(args)})"
+            elif type(op) is O.PadChannels:
+                expr = f"nn.functional.pad({args[0]}, {body.pads[j]})"
+            elif type(op) is O.Concat:
                 expr = f"torch.cat([{', '.join(args)}], 1)"
-            elif type(node.op) is O.Add and node.id in self.in_place \
-                    and names[node.id] == args[0] and len(args) == 2:
-                rows.append((training[node.id], f"{args[0]} += {args[1]}", shape))
+            elif type(op) is O.Add and unit.id in self.in_place \
+                    and names[unit.id] == args[0] and len(args) == 2:
+                rows.append((training, f"{args[0]} += {args[1]}", shape))
                 continue
-            elif type(node.op) is O.Add:
+            elif type(op) is O.Add:
                 expr = " + ".join(args)
-            elif type(node.op) is O.Multiply:
+            elif type(op) is O.Multiply:
                 expr = " * ".join(args)
             else:  # pragma: no cover - every op is a module or one of the joins
-                raise ValueError(f"no Python form for `{node.op.op}`")
-            rows.append((training[node.id], f"{names[node.id]} = {expr}", shape))
+                raise ValueError(f"no Python form for `{op.op}`")
+            rows.append((training, f"{names[unit.id]} = {expr}", shape))
 
         lines: list[str] = []
         block: list[str] = []
@@ -321,9 +471,9 @@ class _Writer:
                 flush()
                 lines.extend(text)
         flush()
-        main_name = names[main]
-        if self.has_aux:
-            results = ", ".join(names[o.node] for o in self.outputs)
+        main_name = names[outputs[0]]
+        if len(outputs) > 1:
+            results = ", ".join(names[o] for o in outputs)
             lines += ["if self.training:",
                       f"    return {self.class_name}Outputs({results})",
                       f"return {main_name}"]
@@ -331,51 +481,61 @@ class _Writer:
             lines.append(f"return {main_name}")
         return lines
 
-    def _variables(self, emitted, consumers, training) -> dict[int, str]:
-        """One variable per value: `x` for a value the very next line alone reads,
-        a name after its scope (`layer1_0`, `inception3a_branch2`) for the others."""
-        nodes = self.nodes
-        main = self.outputs[0].node
+    def _variables(self, body: _Body, emitted, consumers, outputs, network) -> dict:
+        """One variable per value: `x` (in a block whose input is read twice, `out`)
+        for a value the very next line alone reads, a name after its scope
+        (`layer1_0`, `inception3a_branch2`) for the others."""
+        units = body.units
+        main = outputs[0]
         last_in: dict[str, int] = {}
-        for node in nodes:
-            parts = node.name.split(".")
+        for unit in units:
+            parts = unit.name.split(".")
             for depth in range(1, len(parts)):
-                last_in[".".join(parts[:depth])] = node.id
-        reserved = ({"x", "self", "torch", "nn", "namedtuple", "Scope", "column",
-                     self.class_name,
-                     f"{self.class_name}Outputs", *HELPERS}
-                    | set(self._output_names()) | set(keyword.kwlist)
-                    | {"logits", "out"})
+                last_in[".".join(parts[:depth])] = unit.id
+        reserved = ({"x", "out", "self", "torch", "nn", "namedtuple", "Scope", "column",
+                     self.class_name, f"{self.class_name}Outputs", *HELPERS}
+                    | self.class_names | set(self._output_names()) | set(keyword.kwlist)
+                    | {"logits", "inputs"})
         names: dict[int, str] = {}
+        chain = "x"
+        if not network:
+            names[body.input] = "x"
+            readers = consumers[body.input]
+            if emitted and readers != {units[emitted[0]].id}:
+                chain = "out"
         scopes: dict[int, str] = {}  # values that need a name of their own
         used: set[str] = set()
-        outputs = {o.node: name for o, name in zip(self.outputs, self._output_names())}
-        for position, node in enumerate(emitted):
-            after = emitted[position + 1] if position + 1 < len(emitted) else None
-            users = consumers[node.id]
-            if node.id in outputs:
-                if not self.has_aux and after is None and not users:
-                    names[node.id] = "x"
+        has_aux = len(outputs) > 1
+        output_names = dict(zip(outputs, self._output_names())) if network else {}
+        for position, j in enumerate(emitted):
+            unit = units[j]
+            after = units[emitted[position + 1]] if position + 1 < len(emitted) else None
+            users = consumers[unit.id]
+            if unit.id in outputs:
+                if not has_aux and after is None and not users:
+                    names[unit.id] = chain
                 else:
-                    names[node.id] = "out" if node.id == main and not self.has_aux \
-                        else outputs[node.id]
+                    names[unit.id] = "out" if unit.id == main and not has_aux \
+                        else output_names[unit.id]
                 continue
             # Branches of a wide join stay named, so the join line lists them all.
-            wide_join = (after is not None and len(after.inputs) > 2
-                         and type(after.op) in (O.Concat, O.Mean))
+            wide_join = (after is not None and len(after.inputs) > 2 and
+                         after.node is not None and type(after.node.op) in (O.Concat, O.Mean))
             if (users and after is not None and users == {after.id} and not wide_join
-                    and training[node.id] == training[after.id]):
-                names[node.id] = "x"
+                    and body.training[j] == body.training[emitted[position + 1]]):
+                names[unit.id] = chain
                 continue
-            if node.id == 0:
-                scopes[node.id] = "inputs"
-            else:  # the outermost scope this node ends, else the node itself
-                parts = node.name.split(".")
+            if network and unit.id == 0:
+                scopes[unit.id] = "inputs"
+            else:  # the outermost scope this unit ends, else the unit itself
+                parts = unit.name.split(".")
                 if parts[0].isdigit():  # an unnamed top-level layer: `relu_2`
-                    parts[0] = f"{node.op.op}_{parts[0]}"
-                scopes[node.id] = next(
+                    kind = unit.child.block if unit.child else unit.node.op.op
+                    parts[0] = f"{kind}_{parts[0]}"
+                scopes[unit.id] = next(
                     (".".join(parts[:d]) for d in range(1, len(parts))
-                     if last_in.get(".".join(parts[:d])) == node.id), ".".join(parts))
+                     if last_in.get(".".join(unit.name.split(".")[:d])) == unit.id),
+                    ".".join(parts))
         # The shortest unambiguous tail of each scope name: `pool0`, not
         # `features_pool0`; `denseblock1_denselayer2`; never a bare number.
         tails: dict[int, list[str]] = {}
@@ -395,25 +555,32 @@ class _Writer:
             used.add(name)
         return names
 
-    # the class
-    def _class(self, init: list[str], forward: list[str]) -> str:
-        base = "Scope" if self.root_indexed else "nn.Module"
-        spec = self.spec
-        lines = [f"class {self.class_name}({base}):",
-                 f'    """{spec.name} as checked by cnnspec: input '
-                 f'{_shape(spec.input_shape)}, output {_shape(spec.output_shape)}."""',
-                 "",
-                 f"    input_shape = {tuple(spec.input_shape)!r}"]
-        if self.has_aux:
-            weights = ", ".join(f'"{name}": {o.weight!r}' for o, name
-                                in zip(self.outputs[1:], self._output_names()[1:]))
-            lines.append(f"    aux_weights = {{{weights}}}  # loss weight of each "
-                         "auxiliary head")
-        lines += ["", "    def __init__(self):", "        super().__init__()"]
-        lines += ["        " + line for line in init]
-        lines += ["", "    def forward(self, x):"]
-        lines += ["        " + line for line in forward]
-        return "\n".join(lines) + "\n"
+
+def _symbolic_shape(cls, j: int, table) -> str:
+    """A block class's shape comment: the shape when every instance has the same,
+    else the channels as an expression of the arguments and H x W of the input."""
+    shapes = [table[inst.units[j].id].shape for inst in cls.instances]
+    if all(s == shapes[0] for s in shapes):
+        return _shape(shapes[0])
+    inputs = [table[inst.input].shape for inst in cls.instances]
+    dims = []
+    for d in range(len(shapes[0])):
+        values = [s[d] for s in shapes]
+        if all(v == values[0] for v in values):
+            dims.append(str(values[0]))
+        elif d == 0:
+            channels = cls.channels[j] or "C"
+            dims.append(f"({channels})" if " " in channels else channels)
+        else:
+            letter = "HW"[d - 1] if d <= 2 else "D"
+            source = [s[d] if len(s) > d else None for s in inputs]
+            if values == source:
+                dims.append(letter)
+            elif all(s and v == -(-s // 2) for v, s in zip(values, source)):
+                dims.append(f"{letter}/2")
+            else:  # changed in a way that differs between instances
+                dims.append(letter + "'")
+    return " x ".join(dims)
 
 
 def _param_text(value) -> str:

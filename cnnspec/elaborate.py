@@ -28,7 +28,7 @@ from .arguments import build_op, invalid_value, refuse_ambiguous_star
 from .check import ShapeTable
 from .diagnostics import Span, did_you_mean, error
 from .evaluate import Evaluator
-from .ir import Assertion, Graph, Options, Output
+from .ir import Assertion, BlockArgs, Graph, Options, Output
 from .layers import GLOBAL_DROP_PATH
 from .recipe import build_recipe
 
@@ -257,6 +257,10 @@ class _Elaborator:
         env = self._bind_block_args(block, call, self.evaluator(ctx, cur), cur)
         path = ctx.scope.place(label)
         self.claim(path, call.span)
+        positional = sum(1 for arg in call.args if arg.name is None)
+        given = {p.name for p in block.params[:positional]} | \
+            {arg.name for arg in call.args if arg.name is not None}
+        self.graph.block_args[path] = BlockArgs(block.name, dict(env), frozenset(given))
         inner = _Context(env, _Scope(path), ctx.blocks + ((path, block.name),),
                          ctx.calls + (call.span,), ctx.training_only, ctx.frozen,
                          in_network=False)

@@ -39,6 +39,15 @@ class Assertion(NamedTuple):
     span: Span
 
 
+class BlockArgs(NamedTuple):
+    """The evaluated arguments of one block call (defaults filled in), and which of
+    them the call gave; `Graph.block_args` maps each instance's path to these."""
+
+    block: str
+    values: dict
+    given: frozenset
+
+
 class Output(NamedTuple):
     name: str  # "main" or the auxiliary head's name
     node: int
@@ -68,6 +77,7 @@ class Graph:
         self.nodes: list[Node] = []
         self.assertions: list[Assertion] = []
         self.outputs: list[Output] = []
+        self.block_args: dict[str, BlockArgs] = {}  # by block instance path
         self.recipe = None  # recipe.Recipe when the spec has a `train` section
 
     def add(self, **fields) -> Node:
