@@ -356,30 +356,25 @@ def _train(args, parser: argparse.ArgumentParser, argv: list[str]) -> int:
     if missing:
         return _fail(f"training needs {', '.join(missing)}: pip install "
                      "'cnnspec[train]'", 2)
-    from .diagnostics import SpecError
-    from .training.errors import TrainingError, UsageError
+    return _with_exit_status(lambda: _train_run(args, parser, argv))
+
+
+def _train_run(args, parser: argparse.ArgumentParser, argv: list[str]) -> int:
     from .training.progress import Reporter
     from .training.run import Interrupted, preflight, train
 
     overrides = {name: getattr(args, name) for name in TRAIN_OVERRIDES}
     options = dict(network=args.network, params=_params(args.params, parser),
                    resume=args.resume, **overrides)
-    try:
-        if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-            preflight(args.file, args.data, nproc=args.nproc, **options)
-            from .training.distributed import launch
+    if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
+        preflight(args.file, args.data, nproc=args.nproc, **options)
+        from .training.distributed import launch
 
-            return launch(_without_nproc(argv), args.nproc)
+        return launch(_without_nproc(argv), args.nproc)
+    try:
         result = train(args.file, data=args.data, out=args.out,
                        reporter=Reporter(sys.stderr if args.json else sys.stdout),
                        command=" ".join(["cnnspec"] + argv), **options)
-    except SpecError as problem:
-        _report(problem, sys.stderr)
-        return 1
-    except UsageError as problem:
-        return _fail(str(problem), 2)
-    except TrainingError as problem:
-        return _fail(str(problem), 1)
     except Interrupted as stop:
         if stop.saved == 0:
             print("\ninterrupted during the first epoch; nothing was saved",
@@ -401,6 +396,23 @@ def _train(args, parser: argparse.ArgumentParser, argv: list[str]) -> int:
     return 0
 
 
+def _with_exit_status(action) -> int:
+    """Run a training-backend command; its errors become one message and a status:
+    the spec 1, usage and data 2, a run that cannot go on 1."""
+    from .diagnostics import SpecError
+    from .training.errors import TrainingError, UsageError
+
+    try:
+        return action()
+    except SpecError as problem:
+        _report(problem, sys.stderr)
+        return 1
+    except UsageError as problem:
+        return _fail(str(problem), 2)
+    except TrainingError as problem:
+        return _fail(str(problem), 1)
+
+
 def _evaluate_or_predict(args, parser: argparse.ArgumentParser) -> int:
     """`cnnspec evaluate` and `cnnspec predict`: flags to
     `cnnspec.training.evaluation`, the report to a table or JSON, errors to exit codes."""
@@ -417,22 +429,10 @@ def _evaluate_or_predict(args, parser: argparse.ArgumentParser) -> int:
     if missing:
         return _fail(f"{args.command} needs {', '.join(missing)}: pip install "
                      "'cnnspec[train]'", 2)
-    from .diagnostics import SpecError
-    from .training.errors import TrainingError, UsageError
-
     options = {"network": args.network, "params": _params(args.params, parser),
                "tta": args.tta, "batch": args.batch, "device": args.device}
-    try:
-        if args.command == "predict":
-            return _predict(args, options)
-        return _evaluate(args, options)
-    except SpecError as problem:
-        _report(problem, sys.stderr)
-        return 1
-    except UsageError as problem:
-        return _fail(str(problem), 2)
-    except TrainingError as problem:
-        return _fail(str(problem), 1)
+    run = _predict if args.command == "predict" else _evaluate
+    return _with_exit_status(lambda: run(args, options))
 
 
 def _evaluate(args, options: dict) -> int:

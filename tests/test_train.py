@@ -251,7 +251,7 @@ class _Terminal:
         return True
 
 
-def test_a_terminal_gets_a_live_bar_and_a_pipe_gets_plain_lines(tmp_path):
+def test_a_terminal_gets_a_live_bar(tmp_path):
     from cnnspec.training.progress import Reporter
 
     terminal = _Terminal()

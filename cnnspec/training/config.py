@@ -112,8 +112,12 @@ def resume(saved: str, **overrides) -> RunConfig:
 
 
 def _normalized(overrides: dict) -> dict:
-    """Unset options dropped; `freeze="conv1,layer1.*"` as a tuple of patterns; a
-    weights path as a string."""
+    """Unknown options refused; unset ones dropped; `freeze="conv1,layer1.*"` as a
+    tuple of patterns; a weights path as a string."""
+    unknown = sorted(set(overrides) - OVERRIDES)
+    if unknown:
+        raise UsageError(f"unknown training option `{unknown[0]}`; options are "
+                         + ", ".join(sorted(OVERRIDES)))
     overrides = {k: v for k, v in overrides.items() if v is not None}
     if isinstance(overrides.get("freeze"), str):
         overrides["freeze"] = tuple(p.strip() for p in overrides["freeze"].split(",")

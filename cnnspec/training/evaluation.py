@@ -34,12 +34,11 @@ from torch.utils.data import DataLoader
 
 from .data import _load_image, open_data
 from .distributed import pick_device
-from .errors import DataError, TrainingError, UsageError
+from .errors import DataError, UsageError
+from .run import IN_MEMORY, RUN_FILE, check_classifier
 from .transforms import TTA, pipelines, v2_module
-from .weights import OPTIONAL, WeightsError, read_state_dict
+from .weights import OPTIONAL, WeightsError, WeightsReport, compare, read_state_dict
 
-RUN_FILE = "run.json"
-IN_MEMORY = "datasets given in Python"  # what run.json records for in-memory data
 CHART_FORMATS = (".png", ".svg", ".pdf")
 
 
@@ -121,7 +120,7 @@ def predict(spec, weights, images, *, top: int = 5, tta: str = "none", batch: in
         raise UsageError("no images to predict: give one or more image files")
     record = _run_record(paths)
     spec = _spec(spec, network, params, record)
-    _check_vector(spec)
+    check_classifier(spec)
     classes = _class_names([], record, spec.output_shape[0], [])
     inputs = torch.stack([_read_image(image, spec, tta) for image in images])
     target = pick_device(device)
@@ -258,18 +257,10 @@ def _data_source(data, record: dict, weights: Path):
     return recorded
 
 
-def _check_vector(spec) -> None:
-    out = spec.output_shape
-    if len(out) != 1:
-        raise TrainingError(
-            f"{spec.name} outputs {'x'.join(map(str, out))}, not a vector of class "
-            "scores; end the network with `flatten` and `linear classes`")
-
-
 def _fit_data_classes(spec, found: list[str], record: dict, data, notes: list[str]):
     """The spec with the data's class count when neither the caller nor the run set
     `classes` (as `cnnspec train` does); a count the weights cannot score is an error."""
-    _check_vector(spec)
+    check_classifier(spec)
     scored, count = spec.output_shape[0], len(found)
     if count == 0 or count == scored:
         return spec
@@ -301,21 +292,17 @@ def _model(spec, path: Path, record: dict, device: torch.device) -> torch.nn.Mod
     """`spec`'s module with every tensor from `path`, in evaluation mode."""
     from ..torch_backend import to_torch
 
-    state = read_state_dict(path)
     model = to_torch(spec)
-    own = model.state_dict()
-    _check_fit(own, state, path, spec, record)
-    model.load_state_dict({name: state[name] for name in own if name in state},
-                          strict=False)
+    report, usable = compare(model, read_state_dict(path), path)
+    _check_fit(report, path, spec, record)
+    model.load_state_dict(usable, strict=False)
     return model.to(device).eval()
 
 
-def _check_fit(own: dict, state: dict, path: Path, spec, record: dict) -> None:
-    differ = [f"{name}: {_shape(state[name])} in the file, {_shape(tensor)} in the spec"
-              for name, tensor in own.items()
-              if name in state and state[name].shape != tensor.shape]
-    differ += [f"{name}: missing from the file" for name in own
-               if name not in state and not name.endswith(OPTIONAL)]
+def _check_fit(report: WeightsReport, path: Path, spec, record: dict) -> None:
+    """Evaluation needs every tensor, the classifier's too."""
+    differ = report.mismatched + [f"{name}: missing from the file" for name in
+                                  report.missing if not name.endswith(OPTIONAL)]
     if not differ:
         return
     settings = ", ".join(f"{k}={v}" for k, v in spec.overrides.items())
@@ -327,10 +314,6 @@ def _check_fit(own: dict, state: dict, path: Path, spec, record: dict) -> None:
         f"{len(differ)} tensors differ, " + "; ".join(differ[:3])
         + ("; ..." if len(differ) > 3 else "") + trained
         + ". Give the spec and --set values the weights were trained with")
-
-
-def _shape(tensor) -> str:
-    return "x".join(map(str, tensor.shape)) or "scalar"
 
 
 # --- Scoring ----------------------------------------------------------------------

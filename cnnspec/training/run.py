@@ -24,7 +24,7 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from . import checkpoint as files
-from .config import OVERRIDES, RunConfig, describe_optimizer, describe_schedule, resolve
+from .config import RunConfig, describe_optimizer, describe_schedule, resolve
 from .config import resume as resume_config
 from .data import open_data
 from .distributed import ShardSampler, World, check_sync_batchnorm, join, leave, \
@@ -101,10 +101,6 @@ def _prepare(spec, data, network, params, resume, overrides):
     """The checked spec, the run's configuration, the data source, and the saved
     state when resuming."""
     spec = _load_spec(spec, network, params or {})
-    unknown = sorted(set(overrides) - OVERRIDES)
-    if unknown:
-        raise UsageError(f"unknown training option `{unknown[0]}`; options are "
-                         + ", ".join(sorted(OVERRIDES)))
     saved = None
     if resume is not None:
         saved = files.load_checkpoint(Path(resume), files.spec_hash(spec))
@@ -124,6 +120,17 @@ def _per_rank_batch(batch: int, processes: int) -> int:
         raise UsageError(f"--batch {batch} does not split evenly over {processes} "
                          f"processes; use a multiple of {processes}")
     return per_rank
+
+
+def check_classifier(spec) -> int:
+    """How many class scores the spec outputs; a spec whose output is not a vector of
+    class scores cannot be trained or evaluated as a classifier."""
+    out = spec.output_shape
+    if len(out) != 1:
+        raise TrainingError(
+            f"{spec.name} outputs {'x'.join(map(str, out))}, not a vector of class "
+            "scores; end the network with `flatten` and `linear classes`")
+    return out[0]
 
 
 def _recorded_data(run_dir: Path):
@@ -201,11 +208,7 @@ class _Run:
         self.data_name = data if isinstance(data, str) else IN_MEMORY
 
     def _fit_classes(self, spec):
-        out = spec.output_shape
-        if len(out) != 1:
-            raise TrainingError(
-                f"{spec.name} outputs {'x'.join(map(str, out))}, not a vector of class "
-                "scores; end the network with `flatten` and `linear classes`")
+        out = (check_classifier(spec),)
         found = len(self.datasets.classes)
         if found == 0 or found == out[0]:
             return spec

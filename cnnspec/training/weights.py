@@ -108,26 +108,32 @@ def _strip_prefixes(state: dict) -> dict:
     return state
 
 
-def _shape(tensor) -> str:
+def shape_text(tensor) -> str:
     return "x".join(map(str, tensor.shape)) or "scalar"
 
 
-def match(model: torch.nn.Module, state: dict, path, head: set[str] = frozenset()
-          ) -> tuple[WeightsReport, dict]:
-    """Which tensors of `state` fit `model`; the report and the loadable subset.
-    `head`: names allowed to differ (the classifier a fine-tuning replaces)."""
+def compare(model: torch.nn.Module, state: dict, path) -> tuple[WeightsReport, dict]:
+    """Which tensors of `state` fit `model`: the report and the loadable subset."""
     own = model.state_dict()
     report, usable = WeightsReport(str(path)), {}
     for name, tensor in own.items():
         if name not in state:
             report.missing.append(name)
         elif state[name].shape != tensor.shape:
-            report.mismatched.append(f"{name}: {_shape(state[name])} in the file, "
-                                     f"{_shape(tensor)} in the spec")
+            report.mismatched.append(f"{name}: {shape_text(state[name])} in the file, "
+                                     f"{shape_text(tensor)} in the spec")
         else:
             usable[name] = state[name]
             report.loaded.append(name)
     report.unused = [name for name in state if name not in own]
+    return report, usable
+
+
+def match(model: torch.nn.Module, state: dict, path, head: set[str] = frozenset()
+          ) -> tuple[WeightsReport, dict]:
+    """`compare`, refusing a file that does not fit outside `head` (the classifier
+    a fine-tuning replaces)."""
+    report, usable = compare(model, state, path)
     _check_fit(report, head, path)
     return report, usable
 
@@ -149,27 +155,25 @@ def _check_fit(report: WeightsReport, head: set[str], path) -> None:
                            + ("; ..." if len(backbone) > 3 else ""))
 
 
-def head_names(spec) -> set[str]:
-    """State-dict names of the classifier: the tensors whose shape depends on the
-    network's `classes` (the main and auxiliary heads), or else the last layer's."""
-    from ..torch_backend import to_torch
-
+def head_layers(spec) -> set[str]:
+    """Names of the classifier's layers, read from the checker's side table: the
+    layers whose parameter count follows the network's `classes` (the main and
+    auxiliary heads), or else the last layer that has parameters."""
+    layers = [(node.name, spec.table[node.id].params) for node in spec.graph.nodes[1:]]
     if "classes" in spec.graph.params:
-        classes = spec.graph.params["classes"]
-        with torch.device("meta"):
-            mine = to_torch(spec).state_dict()
-            other = to_torch(spec.with_params(classes=classes + 1)).state_dict()
-        return {n for n, t in mine.items() if n in other and other[n].shape != t.shape}
-    with torch.device("meta"):
-        names = list(to_torch(spec).state_dict())
-    last = names[-1].rpartition(".")[0] if names else ""
-    return {n for n in names if n.rpartition(".")[0] == last}
+        other = spec.with_params(classes=spec.graph.params["classes"] + 1)
+        counts = {node.name: other.table[node.id].params for node in other.graph.nodes[1:]}
+        return {name for name, params in layers if counts.get(name) != params}
+    with_params = [name for name, params in layers if params]
+    return set(with_params[-1:])
 
 
 def load_weights(model: torch.nn.Module, path, spec) -> WeightsReport:
     """Load what fits of the file at `path` into `model` (built from `spec`)."""
     state = read_state_dict(path)
-    report, usable = match(model, state, path, head_names(spec))
+    head = head_layers(spec)
+    report, usable = match(model, state, path,
+                           {n for n in model.state_dict() if n.rpartition(".")[0] in head})
     with torch.no_grad():
         own = model.state_dict()
         for name, tensor in usable.items():
