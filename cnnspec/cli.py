@@ -11,6 +11,7 @@ import os
 import sys
 
 from . import __version__
+from .export import FORMATS
 
 EXAMPLES = """\
 examples:
@@ -19,6 +20,7 @@ examples:
   cnnspec summary specs/googlenet.cnn --set aux_logits=false --json
   cnnspec compile specs/resnet18.cnn                 # writes resnet18.py (imports only torch)
   cnnspec compile specs/googlenet.cnn --format onnx  # writes googlenet.onnx
+  cnnspec compile specs/lenet5.cnn --weights runs/lenet5/weights.safetensors
   cnnspec render specs/googlenet.cnn -o googlenet.svg --depth 1
   cnnspec graph specs/resnet50.cnn -o resnet50.graphml
   cnnspec compare specs/*.cnn -o comparison.png
@@ -31,7 +33,6 @@ examples:
   cnnspec predict specs/lenet5.cnn --weights runs/lenet5/weights.safetensors digit.png
 """
 
-FORMATS = {"py": ".py", "pt2": ".pt2", "onnx": ".onnx"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -69,6 +70,10 @@ def _parser() -> argparse.ArgumentParser:
                           "torch.export.save of the eval-mode model; onnx: torch.onnx.export")
     compile_.add_argument("--depth", type=int, metavar="N",
                           help="summary rows per block N levels deep")
+    compile_.add_argument("--weights", metavar="FILE",
+                          help="trained weights to carry (a run's weights.safetensors "
+                          "or a state dict of this network): py writes them beside "
+                          "the source with a load_trained(); pt2 and onnx hold them")
     render = spec_command("render", "draw the network: one node per layer, blocks as "
                           "clusters, shapes on the edges")
     render.add_argument("-o", "--output", required=True, metavar="OUT",
@@ -198,6 +203,9 @@ def _train_parser(commands) -> None:
                       "comma-separated globs, e.g. conv1,bn1,layer1.*")
     tune.add_argument("--unfreeze-from", metavar="LAYER",
                       help="freeze every layer before LAYER (e.g. layer4)")
+    tune.add_argument("--lr-head", type=float, metavar="X",
+                      help="the classifier's own learning rate (the rest keeps --lr), "
+                      "for discriminative fine-tuning")
     device = train.add_argument_group("device and scale")
     device.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
     device.add_argument("--amp", choices=("off", "bf16", "fp16"),
@@ -228,7 +236,7 @@ exit status: 0 trained, 1 the spec or the run is wrong (a non-finite loss), 2 us
 TRAIN_OVERRIDES = ("epochs", "batch", "lr", "weight_decay", "decay_norm_bias",
                    "label_smoothing", "clip_grad", "ema", "seed", "device", "amp",
                    "channels_last", "compile", "workers", "sync_batchnorm", "val_fraction",
-                   "weights", "freeze", "unfreeze_from")
+                   "weights", "freeze", "unfreeze_from", "lr_head")
 
 
 def _param_value(text: str):
@@ -568,34 +576,38 @@ def _compile(spec, args) -> int:
         return _fail(f"{out} is a directory; give a file name with -o", 2)
     if not out.parent.is_dir():
         return _fail(f"cannot write {out}: there is no folder {out.parent}", 2)
-    if chosen != "py":
-        missing = _missing_modules(["torch"] + (["onnx", "onnxscript"]
-                                                if chosen == "onnx" else []))
-        if missing:
-            extra = "torch" if missing == ["torch"] else "test"
-            return _fail(f"--format {chosen} needs {' and '.join(missing)}, which "
-                         f"cannot be imported; install it (pip install "
-                         f"'cnnspec[{extra}]') or use --format py", 2)
+    needed = (["torch"] if chosen != "py" or args.weights else []) \
+        + (["onnx", "onnxscript"] if chosen == "onnx" else []) \
+        + (["safetensors"] if args.weights else [])
+    missing = _missing_modules(needed)
+    if missing:
+        extra = "torch" if missing == ["torch"] else "train" if args.weights else "test"
+        what = "--weights" if args.weights and chosen == "py" else f"--format {chosen}"
+        return _fail(f"{what} needs {' and '.join(missing)}, which cannot be imported; "
+                     f"install it (pip install 'cnnspec[{extra}]')"
+                     + ("" if args.weights else " or use --format py"), 2)
+    return _with_exit_status(lambda: _write_artifact(spec, args, out, chosen))
+
+
+def _write_artifact(spec, args, out, chosen: str) -> int:
+    from .export import ExportError, write
+
+    model = None
+    if args.weights:
+        from .training.evaluation import trained_model
+
+        spec, model = trained_model(spec, args.weights)
     _print_summary(spec, as_json=False, depth=args.depth)
     try:
-        if chosen == "py":
-            from .codegen import to_python
-
-            text = to_python(spec, source=args.file)
-            out.write_text(text, encoding="utf-8")
-            what = f"PyTorch source, class {_class_name(text)}, imports only torch"
-        else:
-            what = _export(spec, out, chosen)
+        lines = write(spec, out, chosen, source=args.file, model=model,
+                      weights=args.weights)
     except OSError as problem:
         return _fail(f"cannot write {out}: {problem.strerror or problem}", 2)
-    except _ExportError as problem:
+    except ExportError as problem:
         return _fail(str(problem), 1)
-    print(f"wrote {out} ({what})")
+    for line in lines:
+        print(f"wrote {line}")
     return 0
-
-
-class _ExportError(Exception):
-    pass
 
 
 def _missing_modules(names: list[str]) -> list[str]:
@@ -614,43 +626,6 @@ def _missing_modules(names: list[str]) -> list[str]:
         except ImportError:
             missing.insert(0, "torch")
     return missing
-
-
-def _export(spec, out, chosen: str) -> str:
-    """torch.export (pt2) or ONNX of the eval-mode model, batch size dynamic."""
-    import warnings
-
-    import torch
-
-    from .torch_backend import to_torch
-
-    model = to_torch(spec).eval()
-    example = (torch.randn((2,) + tuple(spec.input_shape)),)
-    dynamic = {"x": {0: torch.export.Dim("batch")}}
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            if chosen == "pt2":
-                program = torch.export.export(model, example, dynamic_shapes=dynamic)
-                torch.export.save(program, str(out))
-                return "torch.export program of the eval-mode model; " \
-                    "load with torch.export.load(...).module()"
-            large = spec.params * 4 > 1_500_000_000  # protobuf stops at 2 GB
-            torch.onnx.export(model, example, str(out), dynamo=True, verbose=False,
-                              input_names=["input"], output_names=["output"],
-                              dynamic_shapes=dynamic, external_data=large)
-    except OSError:
-        raise
-    except Exception as problem:  # an exporter's failure, not the user's spec
-        raise _ExportError(f"{'torch.export' if chosen == 'pt2' else 'ONNX export'} "
-                           f"failed: {type(problem).__name__}: {problem}") from None
-    return "ONNX, eval mode, dynamic batch" + (f"; weights in {out}.data" if large else "")
-
-
-def _class_name(text: str) -> str:
-    import re
-
-    return re.findall(r"^class (\w+)\(", text, re.M)[-1]  # the network comes last
 
 
 def _fail(message: str, status: int) -> int:

@@ -50,13 +50,40 @@ class Scope(nn.Module):
 '''
 
 
-def to_python(spec, *, class_name: str | None = None, source: str | None = None) -> str:
+def to_python(spec, *, class_name: str | None = None, source: str | None = None,
+              weights_file: str | None = None) -> str:
     """The standalone PyTorch source of a checked spec (see the module docstring).
 
     `class_name` defaults to the network's name in CamelCase; `source` (how the
-    spec was given, for the docstring) defaults to the spec's path.
+    spec was given, for the docstring) defaults to the spec's path. With
+    `weights_file` (a .safetensors file name, beside the .py), the source ends with
+    a `load_trained()` that builds the network with those weights.
     """
-    return _Writer(spec, class_name or _camel(spec.name), source).text()
+    text = _Writer(spec, class_name or _camel(spec.name), source).text()
+    if weights_file is not None:
+        text += "\n\n" + _LOADER.format(cls=class_name_of(text), file=weights_file)
+    return text
+
+
+def class_name_of(text: str) -> str:
+    """The network's class in generated source (it comes last)."""
+    return re.findall(r"^class (\w+)\(", text, re.M)[-1]
+
+
+# Reads the weights with the safetensors package, imported only when called so that
+# the file itself still imports only torch.
+_LOADER = '''def load_trained(path=None):
+    """{cls} in eval mode with the trained weights of {file} (beside this
+    file, or at `path`). Needs the safetensors package."""
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    model = {cls}()
+    path = path or Path(__file__).with_name("{file}")
+    model.load_state_dict(load_file(str(path)))
+    return model.eval()
+'''
 
 
 # -- values and constructor calls ----------------------------------------------------

@@ -172,3 +172,22 @@ def test_the_lectures_transfer_recipe(tmp_path, resnet18_file, image_folder, cap
                                    "nesterov": False}
     assert config["schedule"] == {"kind": "step", "step_size": 7, "gamma": 0.1}
     assert config["batch"] == 4 and config["weights"] == str(resnet18_file)
+
+
+def test_lr_head_gives_the_classifier_its_own_rate(tmp_path):
+    """Discriminative fine-tuning: with Adam, a step moves each weight by about its
+    group's rate, so a body at 1e-6 barely moves while the head at 1e-2 learns."""
+    spec = cnnspec.load(SMALL_BN)
+    torch.manual_seed(0)
+    start = tmp_path / "start.pth"
+    torch.save(cnnspec.build(spec).state_dict(), start)
+    result = cnnspec.train(spec, data="digits", out=tmp_path / "run", weights=start,
+                           lr=1e-6, lr_head=1e-2, epochs=1, verbose=False)
+    before = torch.load(start, weights_only=True)
+    after = result.model.state_dict()
+    moved = {name: (after[name] - before[name]).abs().max().item()
+             for name in ("conv1.weight", "conv2.weight", "fc.weight", "fc.bias")}
+    assert moved["conv1.weight"] < 1e-4 and moved["conv2.weight"] < 1e-4, moved
+    assert moved["fc.weight"] > 1e-2 and moved["fc.bias"] > 1e-2, moved
+    recorded = json.loads((tmp_path / "run" / "run.json").read_text())
+    assert recorded["config"]["lr_head"] == 1e-2

@@ -42,6 +42,7 @@ class RunConfig(BaseModel):
     weights: str | None = None
     freeze: tuple[str, ...] = ()
     unfreeze_from: str | None = None
+    lr_head: Annotated[float, Field(gt=0)] | None = None  # the classifier's own rate
     # -- where and how it runs
     seed: int = 0
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
@@ -59,7 +60,7 @@ class RunConfig(BaseModel):
 RECIPE_OVERRIDES = {"epochs", "batch", "weight_decay", "label_smoothing"}
 RUN_OVERRIDES = {"seed", "device", "amp", "channels_last", "compile", "workers",
                  "sync_batchnorm", "val_fraction", "clip_grad", "ema", "decay_norm_bias",
-                 "weights", "freeze", "unfreeze_from"}
+                 "weights", "freeze", "unfreeze_from", "lr_head"}
 OVERRIDES = RECIPE_OVERRIDES | RUN_OVERRIDES | {"lr"}
 
 

@@ -135,6 +135,17 @@ def predict(spec, weights, images, *, top: int = 5, tta: str = "none", batch: in
             for image, row, p in zip(images, indices, values)]
 
 
+def trained_model(spec, weights, *, network: str | None = None,
+                  params: dict | None = None):
+    """The spec with the parameters of the run that trained `weights` (where the
+    caller set none), and its module on the CPU holding every tensor of `weights`,
+    in evaluation mode: what an export of trained weights is made from."""
+    path = Path(weights)
+    record = _run_record([path])
+    spec = _spec(spec, network, params, record)
+    return spec, _model(spec, path, record, torch.device("cpu"))
+
+
 def draw_confusion(report: EvaluationReport, path) -> None:
     """The confusion matrix as an image: class names on the axes (true down the side,
     predicted along the bottom), counts in the cells when there are few classes."""

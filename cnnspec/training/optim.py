@@ -17,18 +17,37 @@ from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 WARMUP_START = 0.01
 
 
-def parameter_groups(model: torch.nn.Module, weight_decay: float, decay_norm_bias: bool):
+def parameter_groups(model: torch.nn.Module, weight_decay: float, decay_norm_bias: bool,
+                     head: frozenset[str] = frozenset(), lr_head: float | None = None):
     """Trainable parameters; with decay_norm_bias=False, the one-dimensional ones
-    (batchnorm scales and shifts, biases) go in a group without weight decay."""
-    trainable = [p for p in model.parameters() if p.requires_grad]
-    if decay_norm_bias or weight_decay == 0:
-        return [{"params": trainable, "weight_decay": weight_decay}]
-    return [{"params": [p for p in trainable if p.ndim > 1], "weight_decay": weight_decay},
-            {"params": [p for p in trainable if p.ndim <= 1], "weight_decay": 0.0}]
+    (batchnorm scales and shifts, biases) go in a group without weight decay. With
+    `lr_head`, the parameters of the `head` layers (by name) get their own rate, as
+    in discriminative fine-tuning (Howard & Ruder 2018): the new classifier learns
+    fast while the pretrained body moves slowly."""
+    trainable = [(name, p) for name, p in model.named_parameters() if p.requires_grad]
+    parts = [(trainable, {})]
+    if lr_head is not None:
+        in_head = {name for name, _ in trainable if name.rpartition(".")[0] in head}
+        parts = [([(n, p) for n, p in trainable if n not in in_head], {}),
+                 ([(n, p) for n, p in trainable if n in in_head], {"lr": lr_head})]
+    groups = []
+    for named, options in parts:
+        params = [p for _, p in named]
+        if decay_norm_bias or weight_decay == 0:
+            groups.append({"params": params, "weight_decay": weight_decay, **options})
+        else:
+            groups += [{"params": [p for p in params if p.ndim > 1],
+                        "weight_decay": weight_decay, **options},
+                       {"params": [p for p in params if p.ndim <= 1],
+                        "weight_decay": 0.0, **options}]
+    return [group for group in groups if group["params"]] or groups[:1]
 
 
-def make_optimizer(model: torch.nn.Module, config) -> torch.optim.Optimizer:
-    groups = parameter_groups(model, config.weight_decay, config.decay_norm_bias)
+def make_optimizer(model: torch.nn.Module, config, head: frozenset[str] = frozenset()
+                   ) -> torch.optim.Optimizer:
+    """The recipe's optimizer; `head` names the classifier's layers for `lr_head`."""
+    groups = parameter_groups(model, config.weight_decay, config.decay_norm_bias,
+                              head, config.lr_head)
     o = config.optimizer
     if o.kind == "sgd":
         return torch.optim.SGD(groups, lr=o.lr, momentum=o.momentum, nesterov=o.nesterov)

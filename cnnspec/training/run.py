@@ -31,7 +31,7 @@ from .distributed import ShardSampler, World, check_sync_batchnorm, join, leave,
     pick_device, sync_batchnorm, train_sampler
 from .errors import TrainingError, UsageError
 from .finetune import freeze
-from .weights import load_weights
+from .weights import head_layers, load_weights
 from .loop import NonFiniteLoss, Trainer, unwrap
 from .optim import current_lr, make_ema, make_optimizer, make_scheduler, step_scheduler
 from .progress import Reporter, Silent, draw_curves
@@ -290,6 +290,7 @@ class _Run:
              f"{describe_schedule(c.schedule)}, {c.epochs} epochs, batch {c.batch}, "
              f"weight_decay {c.weight_decay}"
              + (f", label_smoothing {c.label_smoothing}" if c.label_smoothing else "")
+             + (f", the classifier's lr {c.lr_head:g}" if c.lr_head else "")
              + (f", augment {', '.join(a.kind for a in c.augment)}" if c.augment else ""))
         world = f", {self.world.size} processes" if self.world.size > 1 else ""
         note(f"device: {self.world.device}{world}, amp {c.amp}, seed {c.seed}; run "
@@ -301,7 +302,8 @@ class _Run:
         self._announce(run_dir, saved["epoch"] if saved else None)
         model = self._build(fresh=saved is None)
         config = self.config
-        optimizer = make_optimizer(self.plain, config)
+        optimizer = make_optimizer(self.plain, config, frozenset(head_layers(self.spec))
+                                   if config.lr_head else frozenset())
         scheduler = make_scheduler(optimizer, config)
         ema = make_ema(self.plain, config.ema)
         scaler = torch.amp.GradScaler(self.world.device.type) \
