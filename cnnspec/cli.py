@@ -203,6 +203,9 @@ def _train_parser(commands) -> None:
                       "comma-separated globs, e.g. conv1,bn1,layer1.*")
     tune.add_argument("--unfreeze-from", metavar="LAYER",
                       help="freeze every layer before LAYER (e.g. layer4)")
+    tune.add_argument("--reinit", metavar="PATTERNS", help="layers to start fresh "
+                      "instead of from --weights (globs, as --freeze), e.g. the "
+                      "task-specific top: c5,f6,output")
     tune.add_argument("--lr-head", type=float, metavar="X",
                       help="the classifier's own learning rate (the rest keeps --lr), "
                       "for discriminative fine-tuning")
@@ -236,7 +239,7 @@ exit status: 0 trained, 1 the spec or the run is wrong (a non-finite loss), 2 us
 TRAIN_OVERRIDES = ("epochs", "batch", "lr", "weight_decay", "decay_norm_bias",
                    "label_smoothing", "clip_grad", "ema", "seed", "device", "amp",
                    "channels_last", "compile", "workers", "sync_batchnorm", "val_fraction",
-                   "weights", "freeze", "unfreeze_from", "lr_head")
+                   "weights", "freeze", "unfreeze_from", "reinit", "lr_head")
 
 
 def _param_value(text: str):

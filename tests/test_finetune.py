@@ -133,18 +133,18 @@ def test_freeze_by_pattern_keeps_every_frozen_tensor_bitwise(tmp_path):
 
 def test_unfreeze_from_and_patterns_that_match_nothing(tmp_path):
     from cnnspec.training.errors import UsageError
-    from cnnspec.training.finetune import frozen_layers
+    from cnnspec.training.finetune import select_layers
 
     layers = cnnspec.load(SPECS / "resnet18.cnn").layer_names
-    frozen = frozen_layers(layers, unfreeze_from="layer4")
+    frozen = select_layers(layers, unfreeze_from="layer4")
     assert frozen[0] == "conv1" and frozen[-1].startswith("layer3.1.")
     assert not any(name.startswith(("layer4", "fc")) for name in frozen)
-    assert frozen_layers(layers, ["layer1.*"]) == [n for n in layers
+    assert select_layers(layers, ["layer1.*"]) == [n for n in layers
                                                    if n.startswith("layer1.")]
     with pytest.raises(UsageError, match="matches no layer"):
-        frozen_layers(layers, ["layer9"])
+        select_layers(layers, ["layer9"])
     with pytest.raises(UsageError, match="no such layer"):
-        frozen_layers(layers, unfreeze_from="layr4")
+        select_layers(layers, unfreeze_from="layr4")
 
 
 def test_the_lectures_transfer_recipe(tmp_path, resnet18_file, image_folder, capsys):
@@ -191,3 +191,31 @@ def test_lr_head_gives_the_classifier_its_own_rate(tmp_path):
     assert moved["fc.weight"] > 1e-2 and moved["fc.bias"] > 1e-2, moved
     recorded = json.loads((tmp_path / "run" / "run.json").read_text())
     assert recorded["config"]["lr_head"] == 1e-2
+
+
+def test_reinit_keeps_chosen_layers_fresh(tmp_path):
+    """--reinit: the selected layers keep the model's own initialization even though
+    the file has them; the rest loads; the report says which."""
+    from cnnspec.torch_backend import to_torch
+    from cnnspec.training.errors import UsageError
+    from cnnspec.training.weights import load_weights
+
+    spec = cnnspec.load(SPECS / "lenet5.cnn")
+    torch.manual_seed(1)
+    trained = tmp_path / "trained.pth"
+    torch.save(to_torch(spec).state_dict(), trained)
+    torch.manual_seed(0)
+    model = to_torch(spec)
+    fresh = {k: v.clone() for k, v in model.state_dict().items()}
+    report = load_weights(model, trained, spec, reinit=("c5", "f6"))
+    saved, after = torch.load(trained, weights_only=True), model.state_dict()
+    for name in after:
+        source = fresh if name.startswith(("c5.", "f6.")) else saved
+        assert torch.equal(after[name], source[name]), name
+    assert report.lines()[0] == f"weights: 6 of 10 tensors loaded from {trained}"
+    assert report.lines()[1:] == [f"  re-initialised {layer}.{kind} (--reinit)"
+                                  for layer in ("c5", "f6") for kind in ("weight", "bias")]
+    with pytest.raises(UsageError, match="--reinit c9 matches no layer of the spec; layers are named like c1"):
+        load_weights(model, trained, spec, reinit=("c9",))
+    with pytest.raises(UsageError, match="--reinit leaves layers out of --weights"):
+        cnnspec.train(spec, data="digits", out=tmp_path / "run", reinit="f6")

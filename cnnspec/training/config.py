@@ -42,6 +42,7 @@ class RunConfig(BaseModel):
     weights: str | None = None
     freeze: tuple[str, ...] = ()
     unfreeze_from: str | None = None
+    reinit: tuple[str, ...] = ()  # layers that start fresh instead of from `weights`
     lr_head: Annotated[float, Field(gt=0)] | None = None  # the classifier's own rate
     # -- where and how it runs
     seed: int = 0
@@ -60,7 +61,7 @@ class RunConfig(BaseModel):
 RECIPE_OVERRIDES = {"epochs", "batch", "weight_decay", "label_smoothing"}
 RUN_OVERRIDES = {"seed", "device", "amp", "channels_last", "compile", "workers",
                  "sync_batchnorm", "val_fraction", "clip_grad", "ema", "decay_norm_bias",
-                 "weights", "freeze", "unfreeze_from", "lr_head"}
+                 "weights", "freeze", "unfreeze_from", "reinit", "lr_head"}
 OVERRIDES = RECIPE_OVERRIDES | RUN_OVERRIDES | {"lr"}
 
 
@@ -93,6 +94,9 @@ def resolve(recipe: Recipe | None, **overrides) -> RunConfig:
         first = problem.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         raise UsageError(f"invalid training option `{where}`: {first['msg']}") from None
+    if config.reinit and not config.weights:
+        raise UsageError("--reinit leaves layers out of --weights; without weights "
+                         "every layer starts fresh already")
     return config
 
 
@@ -113,15 +117,16 @@ def resume(saved: str, **overrides) -> RunConfig:
 
 
 def _normalized(overrides: dict) -> dict:
-    """Unknown options refused; unset ones dropped; `freeze="conv1,layer1.*"` as a
-    tuple of patterns; a weights path as a string."""
+    """Unknown options refused; unset ones dropped; `freeze="conv1,layer1.*"` (and
+    `reinit`) as a tuple of patterns; a weights path as a string."""
     unknown = sorted(set(overrides) - OVERRIDES)
     if unknown:
         raise UsageError(f"unknown training option `{unknown[0]}`; options are "
                          + ", ".join(sorted(OVERRIDES)))
     overrides = {k: v for k, v in overrides.items() if v is not None}
-    if isinstance(overrides.get("freeze"), str):
-        overrides["freeze"] = tuple(p.strip() for p in overrides["freeze"].split(",")
+    for name in ("freeze", "reinit"):
+        if isinstance(overrides.get(name), str):
+            overrides[name] = tuple(p.strip() for p in overrides[name].split(",")
                                     if p.strip())
     if "weights" in overrides:
         overrides["weights"] = str(overrides["weights"])

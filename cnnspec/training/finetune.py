@@ -23,16 +23,17 @@ def _matches(name: str, pattern: str) -> bool:
             or any(fnmatchcase(name[:i], pattern) for i, c in enumerate(name) if c == "."))
 
 
-def frozen_layers(layers: list[str], patterns=(), unfreeze_from: str | None = None
-                  ) -> list[str]:
-    """The layers (in spec order) that `patterns` and `unfreeze_from` select."""
+def select_layers(layers: list[str], patterns=(), unfreeze_from: str | None = None,
+                  flag: str = "--freeze") -> list[str]:
+    """The layers (in spec order) that `patterns` and `unfreeze_from` select; `flag`
+    names the option in the error for a pattern that matches nothing."""
     chosen: set[str] = set()
     # Suggestions come from the top-level names first (`layer4`, not `layer4.1.6`).
     tops = sorted({name.split(".")[0] for name in layers})
     for pattern in patterns:
         hits = [name for name in layers if _matches(name, pattern)]
         if not hits:
-            raise UsageError(f"--freeze {pattern} matches no layer of the spec; "
+            raise UsageError(f"{flag} {pattern} matches no layer of the spec; "
                              + (did_you_mean(pattern, tops)
                                 or did_you_mean(pattern, layers) or
                                 f"layers are named like {', '.join(layers[:4])}"))
@@ -54,7 +55,7 @@ def freeze(model: nn.Module, spec, patterns=(), unfreeze_from: str | None = None
     """Freeze the selected layers of `model` in place; their names."""
     from ..torch_backend import FrozenBatchNorm1d, FrozenBatchNorm2d
 
-    names = frozen_layers(spec.layer_names, patterns, unfreeze_from)
+    names = select_layers(spec.layer_names, patterns, unfreeze_from)
     modules = dict(model.named_modules())
     for name in names:
         module = modules.get(name)

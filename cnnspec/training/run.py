@@ -91,7 +91,7 @@ def preflight(spec, data=None, *, nproc: int, network=None, params=None, resume=
 
         model = to_torch(spec)
         if config.weights and resume is None:
-            load_weights(model, config.weights, spec)
+            load_weights(model, config.weights, spec, config.reinit)
         freeze(model, spec, config.freeze, config.unfreeze_from)
     open_data(data, tuple(spec.input_shape), config.augment, seed=config.seed,
               val_fraction=config.val_fraction)
@@ -233,7 +233,8 @@ class _Run:
         _seed_everything(self.config.seed)
         model = to_torch(self.spec)
         if self.config.weights and fresh:  # a resumed run has its own weights
-            for line in load_weights(model, self.config.weights, self.spec).lines():
+            for line in load_weights(model, self.config.weights, self.spec,
+                                     self.config.reinit).lines():
                 self.reporter.note(line)
         self._freeze(model)
         model = model.to(self.world.device)

@@ -36,14 +36,18 @@ class WeightsReport:
     mismatched: list[str] = field(default_factory=list)  # reason lines
     missing: list[str] = field(default_factory=list)      # in the spec, not in the file
     unused: list[str] = field(default_factory=list)       # in the file, not in the spec
+    reinitialised: list[str] = field(default_factory=list)  # left fresh (--reinit)
 
     def lines(self) -> list[str]:
-        total = len(self.loaded) + len(self.mismatched) + len(self.missing)
+        total = (len(self.loaded) + len(self.mismatched) + len(self.missing)
+                 + len(self.reinitialised))
         out = [f"weights: {len(self.loaded)} of {total} tensors loaded from {self.path}"]
         out += [f"  skipped {reason}" for reason in self.mismatched]
         out += [f"  skipped {name}: missing from the file" for name in self.missing
                 if not name.endswith(OPTIONAL)]
         out += [f"  unused {name}: not in the spec" for name in self.unused]
+        out += [f"  re-initialised {name} (--reinit)" for name in self.reinitialised
+                if not name.endswith(OPTIONAL)]
         return out
 
 
@@ -168,12 +172,21 @@ def head_layers(spec) -> set[str]:
     return set(with_params[-1:])
 
 
-def load_weights(model: torch.nn.Module, path, spec) -> WeightsReport:
-    """Load what fits of the file at `path` into `model` (built from `spec`)."""
-    state = read_state_dict(path)
-    head = head_layers(spec)
+def load_weights(model: torch.nn.Module, path, spec, reinit=()) -> WeightsReport:
+    """Load what fits of the file at `path` into `model` (built from `spec`). The
+    layers that the `reinit` patterns select keep their fresh initialization, as a
+    new classifier does: the later layers of a network are the task-specific ones
+    (Yosinski et al. 2014), so a transfer may keep only the early ones."""
+    from .finetune import select_layers
+
+    fresh = set(select_layers(spec.layer_names, reinit, flag="--reinit"))
+    state = {name: tensor for name, tensor in read_state_dict(path).items()
+             if name.rpartition(".")[0] not in fresh}
+    head = head_layers(spec) | fresh
     report, usable = match(model, state, path,
                            {n for n in model.state_dict() if n.rpartition(".")[0] in head})
+    report.reinitialised = [n for n in report.missing if n.rpartition(".")[0] in fresh]
+    report.missing = [n for n in report.missing if n not in report.reinitialised]
     with torch.no_grad():
         own = model.state_dict()
         for name, tensor in usable.items():
