@@ -52,7 +52,9 @@ def _window(size: int, kernel: int, stride: int, padding: int, dilation: int, *,
     span = dilation * (kernel - 1) + 1
     padded = size + 2 * padding
     formula = f"({size} - {span} + 2*{padding}) / {stride} + 1"
-    if padded < span:
+    # In ceil mode PyTorch also takes one last window that overhangs the padded input.
+    reach = padded + (stride - 1 if ceil_mode else 0)
+    if reach < span:
         raise ShapeProblem(
             "E0302", f"the {window} window is larger than the padded input",
             f"{formula} = {(padded - span) / stride + 1:g}",
@@ -146,10 +148,14 @@ def _conv_shape(op, ins: Facts, in_channels, out_channels, groups, sizes) -> Fac
             raise ShapeProblem("E0307", "`padding=same` needs stride 1",
                                f"found stride {op.stride[0]}",
                                "PyTorch refuses it too; pad by (kernel_size - 1) // 2")
+        # PyTorch pads d * (k - 1) in all, the odd pixel on the right; the
+        # symmetric half is enough for the receptive field, and the size is kept.
         padding = tuple((d * (k - 1)) // 2 for k, d in zip(op.kernel_size, op.dilation))
         h, w = ins.shape[1:]
-        _, _, rf, jump = _spatial(ins, op.kernel_size, op.stride, padding, op.dilation,
-                                  False, "floor")
+        padded_for_check = tuple(-(-d * (k - 1) // 2)
+                                 for k, d in zip(op.kernel_size, op.dilation))
+        _, _, rf, jump = _spatial(ins, op.kernel_size, op.stride, padded_for_check,
+                                  op.dilation, False, "floor")
     else:
         h, w, rf, jump = _spatial(ins, op.kernel_size, op.stride, padding, op.dilation,
                                   False, sizes)
@@ -200,11 +206,17 @@ def _adaptive(op: O.AdaptivePool, ins, sizes):
     _needs_rank(x, 3, op.op)
     c, h, w = x.shape
     oh, ow = op.output_size
-    # Each output sees at most ceil(in / out) inputs (PyTorch's adaptive windows).
-    rf = (x.receptive_field[0] + (math.ceil(h / oh) - 1) * x.jump[0],
-          x.receptive_field[1] + (math.ceil(w / ow) - 1) * x.jump[1])
+    rf = (x.receptive_field[0] + (_widest_bin(h, oh) - 1) * x.jump[0],
+          x.receptive_field[1] + (_widest_bin(w, ow) - 1) * x.jump[1])
     jump = (x.jump[0] * max(h // oh, 1), x.jump[1] * max(w // ow, 1))
     return Facts((c, oh, ow), 0, 0, rf, jump)
+
+
+def _widest_bin(size: int, out: int) -> int:
+    """The most inputs one output of an adaptive pool sees: PyTorch's bin i spans
+    [floor(i * size / out), ceil((i + 1) * size / out)), which for uneven bins can be
+    one wider than ceil(size / out) (5 -> 3: the middle bin is [1, 4))."""
+    return max(-(-(i + 1) * size // out) - i * size // out for i in range(out))
 
 
 @rule(O.Linear)

@@ -1,4 +1,4 @@
-"""Diagram (graphviz) and networkx backends: counts checked against the IR.
+"""Diagram (graphviz) and networkx backends: counts and edges checked against the IR.
 
 Every SVG here is laid out by the real Graphviz `dot`; node and cluster counts are
 read back from it and compared with counts computed from the IR independently of
@@ -14,15 +14,14 @@ import time
 import xml.etree.ElementTree as ET
 
 import pytest
-
 from conftest import SPECS
 
 graphviz = pytest.importorskip("graphviz")
 nx = pytest.importorskip("networkx")
 
-import cnnspec  # noqa: E402
-from cnnspec.graph import to_networkx, write_graph  # noqa: E402
-from cnnspec.render import RenderError, render, svg, to_dot  # noqa: E402
+import cnnspec
+from cnnspec.graph import to_networkx, write_graph
+from cnnspec.render import RenderError, render, svg, to_dot
 
 ALL_SPECS = sorted(SPECS.glob("*.cnn"))
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
@@ -80,8 +79,11 @@ def test_full_depth_draws_every_layer_and_scope(path):
     assert clusters == {f"cluster_{p}" for p in _prefixes(names)}
     blocks = {path for node in spec.graph.nodes for path, _ in node.blocks}
     assert {f"cluster_{p}" for p in blocks} <= clusters  # every block instance
-    ir_edges = {(i, node.id) for node in spec.graph.nodes for i in node.inputs}
-    assert len(drawn["edge"]) == len(ir_edges)
+    nodes = spec.graph.nodes
+    ir_edges = {(nodes[i].name, node.name) for node in nodes for i in node.inputs}
+    drawn_edges = [tuple(title.split("->")) for title, _ in drawn["edge"]]
+    assert len(drawn_edges) == len(ir_edges)
+    assert set(drawn_edges) == ir_edges  # every edge tail -> head, as the data flows
 
 
 @needs_dot
