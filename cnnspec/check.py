@@ -94,10 +94,15 @@ def _spatial(ins: Facts, kernel, stride, padding, dilation, ceil_mode, sizes):
                     ceil_mode=ceil_mode, sizes=sizes, axis="width", window=window)
     out_h = _window(h, kernel[0], stride[0], padding[0], dilation[0],
                     ceil_mode=ceil_mode, sizes=sizes, axis="height", window=window)
+    return (out_h, out_w) + _field(ins, kernel, stride, dilation)
+
+
+def _field(ins: Facts, kernel, stride, dilation):
+    """Receptive field and jump after a window (padding does not change them)."""
     rf = tuple(r + (dil * (k - 1)) * j for r, k, dil, j in
                zip(ins.receptive_field, kernel, dilation, ins.jump))
     jump = (ins.jump[0] * stride[0], ins.jump[1] * stride[1])
-    return out_h, out_w, rf, jump
+    return rf, jump
 
 
 def _needs_rank(ins: Facts, rank: int, what: str):
@@ -146,16 +151,14 @@ def _conv_shape(op, ins: Facts, in_channels, out_channels, groups, sizes) -> Fac
     if padding == "same":
         if op.stride != (1, 1):
             raise ShapeProblem("E0307", "`padding=same` needs stride 1",
-                               f"found stride {op.stride[0]}",
+                               "found stride " + (shape_text(op.stride)
+                                                  if op.stride[0] != op.stride[1]
+                                                  else str(op.stride[0])),
                                "PyTorch refuses it too; pad by (kernel_size - 1) // 2")
-        # PyTorch pads d * (k - 1) in all, the odd pixel on the right; the
-        # symmetric half is enough for the receptive field, and the size is kept.
-        padding = tuple((d * (k - 1)) // 2 for k, d in zip(op.kernel_size, op.dilation))
+        # PyTorch pads d * (k - 1) in all (the odd pixel on the right): the size is
+        # kept, and there is always a whole window.
         h, w = ins.shape[1:]
-        padded_for_check = tuple(-(-d * (k - 1) // 2)
-                                 for k, d in zip(op.kernel_size, op.dilation))
-        _, _, rf, jump = _spatial(ins, op.kernel_size, op.stride, padded_for_check,
-                                  op.dilation, False, "floor")
+        rf, jump = _field(ins, op.kernel_size, op.stride, op.dilation)
     else:
         h, w, rf, jump = _spatial(ins, op.kernel_size, op.stride, padding, op.dilation,
                                   False, sizes)
