@@ -142,3 +142,44 @@ def test_a_named_layer_is_described_by_its_name_alone():
     assert diagnostic.help == ("the input width is 4; pad by 2 or remove a downsampling "
                                "layer before this one")
     assert diagnostic.label == "(4 - 7 + 2*0) / 1 + 1 = -2"
+
+
+def _help_of(size: int, kernel: int, stride: int, padding: int) -> str:
+    return _error(f"network n {{\n    input 1x{size}x{size}\n"
+                  f"    c: conv 1 k={kernel} s={stride} p={padding}\n}}\n").help
+
+
+def test_an_uneven_size_suggests_the_sizes_and_padding_that_fit():
+    # AlexNet at 224: (224 - 11) / 4 + 1 = 54.25, 1 pixel left over; 224 - 1 = 223 and
+    # 224 + 4 - 1 = 227 fit. Padding 1-4 gives 215, 217, 219, 221 over stride 4: none.
+    assert _help_of(224, 11, 4, 0) == ("the input must be 223 or 227 for stride 4 to fit; "
+                                       "`option sizes = floor` floors like PyTorch")
+    # (32 - 5 + 2*1) / 3 = 29 / 3, 2 left over: 30 and 33 fit; padding 2 gives 31 / 3,
+    # padding 3 gives 33 / 3 = 11.
+    assert _help_of(32, 5, 3, 1) == ("the input must be 30 or 33 for stride 3 to fit "
+                                     "(or pad by 3); `option sizes = floor` floors like "
+                                     "PyTorch")
+
+
+@pytest.mark.parametrize("size, kernel, stride, padding", [
+    (224, 11, 4, 0), (10, 3, 2, 0), (32, 5, 3, 1), (17, 2, 4, 0), (50, 7, 2, 0),
+    (30, 3, 4, 0)])
+def test_every_suggested_size_and_padding_really_fits(size, kernel, stride, padding):
+    help = _help_of(size, kernel, stride, padding)
+    sizes = help.split("the input must be ")[1].split(" for stride")[0].split(" or ")
+    assert sizes
+    for fit in map(int, sizes):
+        spec = cnnspec.load(f"network n {{\n    input 1x{fit}x{fit}\n"
+                            f"    c: conv 1 k={kernel} s={stride} p={padding}\n}}\n")
+        assert (fit + 2 * padding - kernel) % stride == 0, fit
+        assert spec.output_shape[1] == (fit + 2 * padding - kernel) // stride + 1
+    if "(or pad by " in help:
+        pad = int(help.split("(or pad by ")[1].split(")")[0])
+        # the smallest padding above the current one that fits
+        assert pad == next(p for p in range(padding + 1, padding + stride + 1)
+                           if (size + 2 * p - kernel) % stride == 0)
+        cnnspec.load(f"network n {{\n    input 1x{size}x{size}\n"
+                     f"    c: conv 1 k={kernel} s={stride} p={pad}\n}}\n")
+    else:
+        assert all((size + 2 * p - kernel) % stride
+                   for p in range(padding + 1, padding + stride + 1))
