@@ -4,17 +4,24 @@ For every spec: the parameter count is torchvision's, the state dict has torchvi
 keys and shapes and loads strictly, and the MACs are torchvision's documented "GFLOPS"
 (which count multiply-adds, at the weights' inference resolution) within 1%. Eval
 outputs are compared for every model (batch 1, at the weights' inference resolution,
-to 1e-5); parameters and state-dict keys and shapes are also compared on models built
-on the meta device (no memory, no initialisation cost).
+to 1e-5, every batchnorm's statistics and affine parameters randomised first), and
+train-mode outputs and one SGD step for the smaller ones; parameters and state-dict
+keys and shapes are also compared on models built on the meta device (no memory, no
+initialisation cost).
 EfficientNet-B1...B7 are B0 scaled by the network parameters width_mult and depth_mult
 (specs/blocks/efficientnet.cnn), so these tests also check the compound scaling."""
 
 import pytest
 import torch
 import torchvision.models as tvm
+from conftest import SPECS
+from parity_helpers import (
+    assert_outputs_close,
+    check_training_step,
+    randomise_batchnorm,
+)
 
 import cnnspec
-from conftest import SPECS
 
 # name -> torchvision weights enum
 MODELS = {
@@ -68,15 +75,33 @@ def test_macs_match_torchvision_documented_gflops(name):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_strict_load_and_equal_eval_outputs(name):
+    """Every batchnorm randomised first (parity_helpers.py): with fresh statistics a
+    batchnorm is a positive scaling, and one moved past its ReLU would still match."""
     torch.manual_seed(0)
     reference = _reference(name).eval()
+    changed = randomise_batchnorm(reference)
+    assert changed == 0 if name.startswith("squeezenet") else changed > 0
     spec = cnnspec.load(SPECS / f"{name}.cnn")
     model = cnnspec.build(spec).eval()
     model.load_state_dict(reference.state_dict(), strict=True)
     x = torch.randn((1,) + spec.input_shape)
     with torch.no_grad():
         expected, found = reference(x), model(x)
-    torch.testing.assert_close(found, expected, rtol=0, atol=1e-5)
+    assert_outputs_close(found, expected)
+
+
+# The smaller models, in train mode: batchnorm on batch statistics, EfficientNet's
+# dropout and stochastic depth drawing the same random numbers under one seed, then
+# one SGD step (parameters and running statistics equal afterwards). The compiled
+# graphs do not depend on the input size, so a 64x64 batch of 2 keeps it cheap.
+@pytest.mark.parametrize("name", ["efficientnet_b0", "squeezenet1_1"])
+def test_training_step_matches_torchvision(name):
+    torch.manual_seed(0)
+    reference = _reference(name)
+    randomise_batchnorm(reference)
+    model = cnnspec.build(SPECS / f"{name}.cnn")
+    model.load_state_dict(reference.state_dict(), strict=True)
+    check_training_step(reference, model, torch.randn(2, 3, 64, 64))
 
 
 # One network on the shared features block, with every scaling knob a parameter.
@@ -92,21 +117,36 @@ network efficientnet(classes = 1000, width_mult = 1.0, depth_mult = 1.0,
 """
 
 
+def _torch_macs(model, shape):
+    """Eval-mode multiply-adds of one image: torch's flop counter (two flops per
+    multiply-add of convolutions and matrix products), on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"), FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(torch.empty((1,) + shape))
+    return counter.get_total_flops() // 2
+
+
 @pytest.mark.parametrize("variant", sorted(EFFICIENTNET))
 def test_efficientnet_variants_are_b0_compound_scaled(variant, tmp_path):
-    """B0 with B<variant>'s multipliers, resolution and dropout is B<variant>."""
+    """B0 with B<variant>'s multipliers, resolution and dropout is torchvision's
+    efficientnet_b<variant>: its parameters, state-dict shapes, MACs and dropout."""
     width, depth, resolution, dropout = EFFICIENTNET[variant]
     path = tmp_path / "efficientnet.cnn"
     path.write_text(SCALABLE.format(blocks=(SPECS / "blocks" / "efficientnet.cnn").as_posix()))
     bn = {"eps": 0.001, "momentum": 0.01} if variant >= 5 else {}
     scaled = cnnspec.load(path, width_mult=width, depth_mult=depth,
                           resolution=resolution, dropout=dropout, **bn)
-    spec = cnnspec.load(SPECS / f"efficientnet_b{variant}.cnn")
-    assert (scaled.params, scaled.macs, scaled.input_shape, scaled.output_shape) == \
-        (spec.params, spec.macs, spec.input_shape, spec.output_shape)
-    assert [n.name for n in scaled.graph.nodes] == [n.name for n in spec.graph.nodes]
-    assert [spec.table[n.id].shape for n in spec.graph.nodes] == \
-        [scaled.table[n.id].shape for n in scaled.graph.nodes]
+    name = f"efficientnet_b{variant}"
+    reference = _reference(name, "meta")
+    crop = MODELS[name].IMAGENET1K_V1.transforms().crop_size[0]
+    assert scaled.input_shape == (3, crop, crop) and scaled.output_shape == (1000,)
+    assert scaled.params == sum(p.numel() for p in reference.parameters())
+    assert scaled.macs == _torch_macs(reference, scaled.input_shape)
+    with torch.device("meta"):
+        model = cnnspec.build(scaled)
+    assert _shapes(model) == _shapes(reference)
+    assert model.get_submodule("classifier.0").p == reference.classifier[0].p
 
 
 @pytest.mark.parametrize("name", ["efficientnet_b0", "efficientnet_b5"])

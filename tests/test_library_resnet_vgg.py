@@ -7,7 +7,10 @@ lecture notes' variant. For every one:
 - the parameter count is torchvision's `sum(p.numel())`, and the one its weights
   metadata documents (`meta["num_params"]`);
 - the state-dict keys and shapes are torchvision's, `load_state_dict(strict=True)`
-  works, and eval outputs on the same input agree to 1e-5;
+  works, and eval outputs on the same input agree to 1e-5 (relative to the logits'
+  size) with every batchnorm's statistics and affine parameters randomised
+  (parity_helpers.py); AlexNet and ResNeXt-50 also agree in train mode and after one
+  SGD step;
 - MACs are within 1% of torchvision's documented GFLOPS (`meta["_ops"]`, which counts
   multiply-adds). The metadata is read offline; nothing is downloaded.
 """
@@ -21,9 +24,10 @@ from pathlib import Path
 import pytest
 import torch
 import torchvision.models as tvm
+from conftest import SPECS
+from parity_helpers import check_training_step, randomise_batchnorm
 
 import cnnspec
-from conftest import SPECS
 
 # constructor name -> (spec file stem, weights enum holding the documented numbers)
 LIBRARY = {
@@ -58,20 +62,6 @@ def _documented(name, key):
     return values.pop()
 
 
-def _randomise_batchnorm_statistics(model):
-    """Fresh running statistics make eval-mode batchnorm almost the identity; give
-    them values so that a batchnorm wired to the wrong place would show."""
-    generator = torch.Generator().manual_seed(1)
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, torch.nn.BatchNorm2d):
-                c = module.num_features
-                module.running_mean.copy_(0.1 * torch.randn(c, generator=generator))
-                module.running_var.copy_(0.5 + torch.rand(c, generator=generator))
-                module.weight.copy_(0.5 + torch.rand(c, generator=generator))
-                module.bias.copy_(0.1 * torch.randn(c, generator=generator))
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_spec_is_named_after_its_torchvision_constructor(name):
     spec = cnnspec.load(_spec_path(name))
@@ -82,7 +72,7 @@ def _compare(name):
     """Build torchvision's model and the spec's side by side; report what differs."""
     torch.manual_seed(0)
     reference = getattr(tvm, name)(weights=None).eval()
-    _randomise_batchnorm_statistics(reference)
+    randomise_batchnorm(reference)  # parity_helpers.py: negative scales too
     spec = cnnspec.load(_spec_path(name))
     # Built on the meta device and then given torchvision's tensors (assign=True), so
     # the two models share their weights instead of holding two copies.
@@ -107,12 +97,37 @@ def _compare(name):
         expected, found = reference(x), model(x)
     report["output_shape"] = list(found.shape)
     report["max_abs_diff"] = (found - expected).abs().max().item()
+    report["output_scale"] = expected.abs().max().item()
+    report["output_std"] = expected.std().item()
     return report
+
+
+# Also compared in train mode (same seed: AlexNet's dropouts; batch statistics:
+# ResNeXt's grouped bottlenecks) and after one SGD step. The compiled graphs do not
+# depend on the input size, so a 64x64 batch of 2 keeps the backward pass cheap.
+TRAINED = ("alexnet", "resnext50_32x4d")
+
+
+def _training_step(name):
+    """None, or why the models part in training (parity_helpers.check_training_step)."""
+    torch.manual_seed(0)
+    reference = getattr(tvm, name)(weights=None)
+    randomise_batchnorm(reference)
+    model = cnnspec.build(_spec_path(name))
+    try:
+        model.load_state_dict(reference.state_dict(), strict=True)
+        check_training_step(reference, model, torch.randn(2, 3, 64, 64))
+    except Exception as error:  # reported, and failed, by the test
+        return f"{type(error).__name__}: {error}"[:2000]
+    return None
 
 
 def _compare_all():
     """The child's entry point: one JSON line of every comparison."""
-    print(json.dumps({name: _compare(name) for name in NAMES}))
+    reports = {name: _compare(name) for name in NAMES}
+    for name in TRAINED:
+        reports[name]["training_error"] = _training_step(name)
+    print(json.dumps(reports))
 
 
 @pytest.fixture(scope="module")
@@ -145,7 +160,14 @@ def test_state_dict_loads_strictly_and_outputs_match(name, comparisons):
     assert report["load_error"] is None, report["load_error"]
     assert report["meta_left"] == []
     assert report["output_shape"] == [1, 1000]
-    assert report["max_abs_diff"] <= 1e-5, report["max_abs_diff"]
+    assert report["output_std"] > 1e-3  # outputs that vanish would prove nothing
+    assert report["max_abs_diff"] <= 1e-5 * max(1.0, report["output_scale"]), \
+        report["max_abs_diff"]
+
+
+@pytest.mark.parametrize("name", TRAINED)
+def test_training_step_matches(name, comparisons):
+    assert comparisons[name]["training_error"] is None, comparisons[name]["training_error"]
 
 
 @pytest.mark.parametrize("name", NAMES)

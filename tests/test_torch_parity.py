@@ -2,17 +2,24 @@
 
 Parity: for every spec with a torchvision counterpart, the state dict keys and
 shapes are torchvision's, `load_state_dict(strict=True)` works, and eval outputs on
-the same input agree to 1e-5. Static equals dynamic: for every spec, the built
+the same input agree to 1e-5 with every batchnorm's statistics and affine parameters
+randomised (parity_helpers.py); the smaller models also agree in train mode and after
+one SGD step. Static equals dynamic: for every spec, the built
 module's parameter count is the summary's, and every layer's real output shape (one
 forward pass) is the checked shape."""
 
 import pytest
 import torch
-import torch.fx as fx
 import torchvision.models as tvm
+from conftest import SPECS
+from parity_helpers import (
+    assert_outputs_close,
+    check_training_step,
+    randomise_batchnorm,
+)
+from torch import fx
 
 import cnnspec
-from conftest import SPECS
 
 TORCHVISION = {
     "resnet18": lambda: tvm.resnet18(weights=None),
@@ -24,10 +31,17 @@ TORCHVISION = {
 ALL_SPECS = sorted(p.stem for p in SPECS.glob("*.cnn"))
 
 
+# Batchnorms per model: randomised before comparing, so a batchnorm moved past its
+# ReLU (which a fresh, positive-scaling batchnorm commutes with) would show.
+BATCHNORMS = {"resnet18": 20, "resnet50": 53, "vgg16": 0, "densenet121": 121,
+              "googlenet": 59}
+
+
 @pytest.mark.parametrize("name", sorted(TORCHVISION))
 def test_torchvision_state_dict_loads_strictly_and_outputs_match(name):
     torch.manual_seed(0)
     reference = TORCHVISION[name]().eval()
+    assert randomise_batchnorm(reference) == BATCHNORMS[name]
     model = cnnspec.build(SPECS / f"{name}.cnn").eval()
     ours = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     theirs = {k: tuple(v.shape) for k, v in reference.state_dict().items()}
@@ -36,7 +50,30 @@ def test_torchvision_state_dict_loads_strictly_and_outputs_match(name):
     x = torch.randn(2, 3, 224, 224)
     with torch.no_grad():
         expected, found = reference(x), model(x)
-    torch.testing.assert_close(found, expected, rtol=0, atol=1e-5)
+    assert_outputs_close(found, expected)
+
+
+# name -> (torchvision's output fields, ours), compared pairwise in training.
+TRAINING_OUTPUTS = {
+    "resnet18": (("logits",), ("logits",)),
+    "googlenet": (("logits", "aux_logits1", "aux_logits2"), ("logits", "aux1", "aux2")),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRAINING_OUTPUTS))
+def test_torchvision_training_step_matches(name):
+    """Train mode: batchnorm on batch statistics, GoogLeNet's dropouts and auxiliary
+    heads under one seed, then one SGD step: parameters and running statistics equal.
+    The compiled graphs do not depend on the input size, so a 64x64 batch of 2 keeps
+    the backward pass cheap."""
+    torch.manual_seed(0)
+    reference = TORCHVISION[name]()
+    randomise_batchnorm(reference)
+    model = cnnspec.build(SPECS / f"{name}.cnn")
+    model.load_state_dict(reference.state_dict(), strict=True)
+    theirs, ours = TRAINING_OUTPUTS[name]
+    check_training_step(reference, model, torch.randn(2, 3, 64, 64),
+                        reference_fields=theirs, model_fields=ours)
 
 
 def _shapes_by_layer(model, spec, x):
