@@ -3,6 +3,8 @@
 #               render its diagram (out/googlenet.svg) and train specs/lenet5.cnn on
 #               scikit-learn's handwritten digits for 5 epochs (out/lenet5-run)
 #   make test   set up, then run the whole test suite
+#   make mutate mutation testing of check.py, layers.py and torch_backend.py (slow:
+#               about an hour on 2 cores; not part of CI), then the score per module
 # Setting up makes .venv and, when Graphviz's `dot` is missing, installs it with
 # apt-get (as root, or through sudo).
 # pyproject.toml declares version ranges for users; the exact torch pair that
@@ -12,7 +14,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test graphviz
+.PHONY: setup demo test mutate graphviz
 setup: $(VENV)/.installed graphviz
 
 graphviz:
@@ -37,3 +39,11 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest -n 2
+
+# One torch thread per mutant process: two processes with two threads each on two
+# cores spend most of their time waiting on each other.
+mutate: setup
+	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 || true
+	@$(BIN)/mutmut results --all true | awk -F': ' \
+	  '{ name = $$1; gsub(/^ +/, "", name); sub(/\.[^.]*$$/, "", name); n[name] += 1; s[name ": " $$2] += 1 } \
+	   END { for (k in s) print k, s[k]; for (m in n) print m ": mutants", n[m] }' | sort

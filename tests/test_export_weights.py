@@ -68,7 +68,8 @@ def test_py_gets_the_weights_beside_it_and_a_loader(trained, tmp_path, capsys):
     run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
                          cwd=tmp_path, timeout=120)
     assert run.returncode == 0, run.stderr
-    assert torch.equal(torch.load(tmp_path / "y.pt"), expected)
+    # Same weights, same input; another process may sum in another order (threads).
+    torch.testing.assert_close(torch.load(tmp_path / "y.pt"), expected, rtol=0, atol=1e-5)
 
 
 def test_pt2_carries_the_trained_values(trained, tmp_path, capsys):
