@@ -20,6 +20,7 @@ from typing import NamedTuple
 
 import pytest
 import torch
+from conftest import SPECS
 from parity_helpers import randomise_batchnorm
 from torch import nn
 from torchvision.ops import StochasticDepth
@@ -345,3 +346,24 @@ def test_every_layer_kind_has_a_case():
     assert set(LAYER_MODELS) | set(LAYER_SYNONYMS) <= covered
     joins = {"concat", "add", "mean", "multiply", "residual", "dense", "gate"}
     assert joins <= covered
+
+
+def test_activations_run_in_place_where_torchvision_does():
+    """Like torchvision's ResNet (`nn.ReLU(inplace=True)`), a ReLU whose input has no
+    other user runs in place; one whose input feeds a shortcut too must not."""
+    import torchvision
+
+    built = cnnspec.build(SPECS / "resnet18.cnn")
+    reference = torchvision.models.resnet18()
+    assert built.relu.inplace is reference.relu.inplace is True
+    spec = cnnspec.load("""
+    network n {
+        input 2x4x4
+        a: conv 2 k=1
+        r: residual {
+            act: relu
+            conv 2 k=1
+        }
+    }
+    """)
+    assert cnnspec.build(spec).r.act.inplace is False  # its input is the shortcut's
