@@ -259,8 +259,9 @@ def initialize(model: nn.Module, init) -> None:
             nn.init.zeros_(module.bias)
 
 
-def to_torch(spec, *, device=None, dtype=None, memory_format=None) -> nn.Module:
-    """Build the module for a checked spec (see the module docstring)."""
+def to_torch(spec) -> nn.Module:
+    """Build the module for a checked spec (see the module docstring), on the CPU in
+    float32; `cnnspec.build` moves it after any weights are loaded."""
     in_place = in_place_nodes(spec.graph)
     root, modules = _root_modules(spec, in_place)
     if spec.recipe is not None and spec.recipe.init is not None:
@@ -273,8 +274,4 @@ def to_torch(spec, *, device=None, dtype=None, memory_format=None) -> nn.Module:
                               [o.weight for o in spec.graph.outputs], spec.name)
     else:
         model = infer
-    if device is not None or dtype is not None:
-        model = model.to(device=device, dtype=dtype)
-    if memory_format is not None:
-        model = model.to(memory_format=memory_format)
     return model

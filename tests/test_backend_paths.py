@@ -73,13 +73,27 @@ network init_demo(classes = 10) {{
 def test_the_recipes_init_sets_every_layer():
     torch.manual_seed(0)
     he = cnnspec.build(INIT.format(recipe="train { init: he }"))
-    # He et al. 2015: std sqrt(2 / fan_in), fan_in = 64 * 3 * 3 = 576; biases 0.
+    # He et al. 2015: N(0, sqrt(2 / fan_in)), fan_in = 64 * 3 * 3 = 576 (fan_out would
+    # be 256 * 9 = 2,304); biases 0.
     assert he.conv1.weight.std().item() == pytest.approx(math.sqrt(2 / 576), rel=0.02)
+    assert abs(he.conv1.weight.mean().item()) < 0.002
     assert not he.conv1.bias.any()
     assert torch.equal(he.bn.weight, torch.ones(256)) and not he.bn.bias.any()
     normal = cnnspec.build(INIT.format(recipe="train { init: normal std=0.01 bias=1 }"))
     assert normal.fc.weight.std().item() == pytest.approx(0.01, rel=0.02)
+    assert abs(normal.fc.weight.mean().item()) < 0.0005
+    assert normal.conv1.weight.std().item() == pytest.approx(0.01, rel=0.02)
     assert torch.equal(normal.fc.bias, torch.ones(512))
+    # Glorot & Bengio 2010: uniform within sqrt(6 / (fan_in + fan_out)).
+    xavier = cnnspec.build(INIT.format(recipe="train { init: xavier }"))
+    bound = math.sqrt(6 / (576 + 2304))
+    assert 0.99 * bound < xavier.conv1.weight.abs().max().item() <= bound
+    # torchvision's convention: convs He-normal over fan_out, linear N(0, 0.01).
+    tv = cnnspec.build(INIT.format(recipe="train { init: torchvision }"))
+    assert tv.conv1.weight.std().item() == pytest.approx(math.sqrt(2 / 2304), rel=0.02)
+    assert abs(tv.conv1.weight.mean().item()) < 0.001
+    assert tv.fc.weight.std().item() == pytest.approx(0.01, rel=0.02)
+    assert abs(tv.fc.weight.mean().item()) < 0.0005
     # Without `init`, PyTorch's default: biases uniform within 1 / sqrt(fan_in).
     plain = cnnspec.build(INIT.format(recipe=""))
     assert plain.conv1.bias.abs().max().item() <= 1 / math.sqrt(576)
@@ -139,3 +153,48 @@ def test_the_traced_input_is_named_x():
                     if n.op == "placeholder"]
     assert placeholders == ["x"]
     assert isinstance(model.stem, nn.Conv2d)
+
+
+def test_fx_nodes_carry_the_checked_shapes_and_names():
+    """Each node of the generated fx graph is annotated with the checker's shape and
+    the spec's layer name; torch's own shape propagation must agree."""
+    from torch.fx.passes.shape_prop import ShapeProp
+
+    model = cnnspec.build(AUX).eval()
+    graph_module = model._eval_graph
+    ShapeProp(graph_module).propagate(torch.randn(1, 2, 8, 8))
+    computed = [node for node in graph_module.graph.nodes
+                if node.op in ("placeholder", "call_module", "call_function")]
+    assert len(computed) >= 5
+    for node in computed:
+        assert tuple(node.meta["tensor_meta"].shape[1:]) == node.meta["cnnspec_shape"]
+        if node.op == "call_module":
+            assert node.meta["cnnspec_name"] == node.target
+
+
+def test_a_frozen_batchnorm_on_features_keeps_its_statistics():
+    spec = """
+    network f(classes = 2) {
+        input 8
+        fc1: linear 4
+        frozen { bn: batchnorm }
+        fc2: linear classes
+    }
+    """
+    model = cnnspec.build(spec).train()
+    before = model.bn.running_mean.clone()
+    model(torch.randn(16, 8) + 5)
+    assert torch.equal(model.bn.running_mean, before) and model.bn.training is False
+
+
+def test_a_mean_join_says_its_drop_path_when_printed():
+    spec = """
+    network m(classes = 2) {
+        input 2x4x4
+        j: mean drop_path=0.15 {
+            conv 2 k=1
+            conv 2 k=1
+        }
+    }
+    """
+    assert "MeanJoin(drop_path=0.15)" in repr(cnnspec.build(spec))
