@@ -75,15 +75,16 @@ def test_same_padding_with_a_stride_names_the_stride():
                                    "pool: flatten"])
 def test_global_pool_and_flatten_see_the_whole_rectangular_input(layer):
     spec = _load(f"""
-    a: conv 4 k=(3, 1) s=(1, 2)
+    a: conv 4 k=(3, 1) s=(2, 3)
     {layer}
     """)
     a, pool = spec.facts("a"), spec.facts("pool")
-    assert a.shape[1:] == (19, 7) and (a.receptive_field, a.jump) == ((3, 1), (1, 2))
-    # rf + (size - 1) * jump per axis: height 3 + 18 * 1 = 21, width 1 + 6 * 2 = 13;
-    # the jump becomes jump * size: (1 * 19, 2 * 7)
+    # height (21 - 3) / 2 + 1 = 10, width (13 - 1) / 3 + 1 = 5
+    assert a.shape[1:] == (10, 5) and (a.receptive_field, a.jump) == ((3, 1), (2, 3))
+    # rf + (size - 1) * jump per axis: height 3 + 9 * 2 = 21, width 1 + 4 * 3 = 13;
+    # the jump becomes jump * size: (2 * 10, 3 * 5)
     assert pool.receptive_field == (21, 13)
-    assert pool.jump == (19, 14)
+    assert pool.jump == (20, 15)
 
 
 def test_a_flat_input_leaves_the_field_alone():
@@ -183,3 +184,40 @@ def test_every_suggested_size_and_padding_really_fits(size, kernel, stride, padd
     else:
         assert all((size + 2 * p - kernel) % stride
                    for p in range(padding + 1, padding + stride + 1))
+
+
+def test_a_height_that_does_not_fit_is_reported_as_the_height():
+    # width (13 - 3) / 2 + 1 = 6 fits; height (20 - 3) / 2 + 1 = 9.5 does not
+    diagnostic = _error("network n {\n    input 1x20x13\n    c: conv 1 k=3 s=2\n}\n")
+    assert diagnostic.code == "E0301"
+    assert diagnostic.message == "`c` output height is not a whole number"
+    assert diagnostic.label == "(20 - 3 + 2*0) / 2 + 1 = 9.5"
+
+
+def test_a_window_larger_than_the_input_shows_the_formula_with_its_stride():
+    diagnostic = _error("network n {\n    input 1x9x4\n    c: conv 1 k=7 s=2\n}\n")
+    assert diagnostic.code == "E0302"
+    # (4 - 7 + 0) / 2 + 1 = -0.5
+    assert diagnostic.label == "(4 - 7 + 2*0) / 2 + 1 = -0.5"
+
+
+def test_same_padding_with_a_square_stride_names_it_once():
+    diagnostic = _error("network n {\n    input 3x8x8\n    conv 4 k=3 s=2 p=same\n}\n")
+    assert (diagnostic.code, diagnostic.label) == ("E0307", "found stride 2")
+    assert diagnostic.message.startswith("`padding=same` needs stride 1")
+
+
+def test_layers_in_the_wrong_place_say_what_to_do():
+    flat = _error("network n {\n    input 1x4x4\n    flatten\n    c: conv 2 k=1\n}\n")
+    assert flat.code == "E0306"
+    assert flat.help == "spatial layers go before `flatten`"
+    image = _error("network n {\n    input 1x4x4\n    fc: linear 2\n}\n")
+    assert image.code == "E0306"
+    assert image.help == "add `flatten` (or `avgpool global` then `flatten`) before it"
+
+
+def test_a_wrong_second_assertion_is_not_skipped():
+    diagnostic = _error("network n {\n    input 1x8x8\n    a: conv 2 k=3 -> 2x6x6\n"
+                        "    b: conv 2 k=3 -> 2x5x5\n    c: conv 2 k=3 -> 2x2x2\n}\n")
+    assert diagnostic.code == "E0304"
+    assert diagnostic.message == "`b` is 2x4x4, not 2x5x5"
