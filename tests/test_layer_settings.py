@@ -367,3 +367,37 @@ def test_activations_run_in_place_where_torchvision_does():
     }
     """)
     assert cnnspec.build(spec).r.act.inplace is False  # its input is the shortcut's
+
+
+@pytest.mark.parametrize("backend", ["build", "generated"])
+def test_rectangular_settings_reach_torch_axis_by_axis(backend):
+    """Stride, padding and dilation that differ by axis, each written out for torch;
+    a setting equal to the default on one axis only must not be dropped."""
+    spec = cnnspec.load("""
+    network rect(classes = 2) {
+        input 2x16x32
+        option sizes = floor
+        a: conv 2 k=3 s=(1, 2) p=(1, 0) d=(2, 1)
+        b: conv 2 k=3 p=(0, 1) d=(1, 2)
+        c: maxpool 3 s=1 p=(1, 0) d=(2, 1)
+        d: maxpool 3 s=1 p=(0, 1) d=(1, 2)
+        e: avgpool 3 s=1 p=(1, 0)
+        f: avgpool 3 s=1 p=(0, 1)
+    }
+    """)
+    model = _build(spec, backend)
+    expected = {
+        "a": nn.Conv2d(2, 2, 3, stride=(1, 2), padding=(1, 0), dilation=(2, 1)),
+        "b": nn.Conv2d(2, 2, 3, padding=(0, 1), dilation=(1, 2)),
+        "c": nn.MaxPool2d(3, stride=1, padding=(1, 0), dilation=(2, 1)),
+        "d": nn.MaxPool2d(3, stride=1, padding=(0, 1), dilation=(1, 2)),
+        "e": nn.AvgPool2d(3, stride=1, padding=(1, 0)),
+        "f": nn.AvgPool2d(3, stride=1, padding=(0, 1)),
+    }
+    pair = torch.nn.modules.utils._pair
+    for name, reference in expected.items():
+        built = getattr(model, name)
+        for setting in ("stride", "padding", "dilation"):
+            if hasattr(reference, setting):
+                assert pair(getattr(built, setting)) == pair(getattr(reference, setting)), \
+                    (name, setting)
