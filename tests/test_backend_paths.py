@@ -198,3 +198,50 @@ def test_a_mean_join_says_its_drop_path_when_printed():
     }
     """
     assert "MeanJoin(drop_path=0.15)" in repr(cnnspec.build(spec))
+
+
+def test_one_auxiliary_head_inside_a_block():
+    """A single auxiliary head (two outputs) still trains with it; a head labelled
+    inside a block gets a dotted name, which becomes a valid field name."""
+    spec = """
+    block trunk(classes) {
+        conv 4 k=3 p=1
+        relu
+        side: aux weight=0.4 {
+            avgpool global
+            flatten
+            fc: linear classes
+        }
+    }
+    network one_aux(classes = 3) {
+        input 2x8x8
+        t: trunk(classes)
+        avgpool global
+        flatten
+        fc: linear classes
+    }
+    """
+    model = cnnspec.build(spec).train()
+    out = model(torch.randn(2, 2, 8, 8))
+    assert out._fields == ("logits", "t_side")
+    assert model.aux_weights == {"t_side": 0.4}
+    assert type(model).__name__ == "TrainingHeads" and type(out).__name__ == \
+        "one_aux_outputs"
+    assert model.eval()(torch.randn(2, 2, 8, 8)).shape == (2, 3)
+
+
+def test_a_mean_join_keeps_its_shape_while_dropping():
+    spec = """
+    network m(classes = 2) {
+        input 2x4x4
+        j: mean drop_path=0.5 {
+            conv 3 k=1
+            conv 3 k=1
+            conv 3 k=1
+        }
+    }
+    """
+    model = cnnspec.build(spec).train()
+    for _ in range(10):
+        assert model(torch.randn(5, 2, 4, 4)).shape == (5, 3, 4, 4)
+    assert type(cnnspec.build(spec)).__name__ == "m"  # the network's name, in print()
