@@ -44,12 +44,7 @@ def _parser() -> argparse.ArgumentParser:
 
     def spec_command(name: str, help: str) -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
-        sub.add_argument("file", metavar="FILE", help="a .cnn spec")
-        sub.add_argument("--network", metavar="NAME",
-                         help="which network, when the file defines several")
-        sub.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
-                         dest="params", help="set a network parameter (repeatable), "
-                         "e.g. --set classes=10")
+        _spec_arguments(sub, "e.g. --set classes=10")
         return sub
 
     spec_command("check", "prove a spec's shapes; silent when it is right")
@@ -106,6 +101,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _spec_arguments(sub: argparse.ArgumentParser, set_example: str) -> None:
+    """FILE, --network and --set, as every command that reads a spec takes them."""
+    sub.add_argument("file", metavar="FILE", help="a .cnn spec")
+    sub.add_argument("--network", metavar="NAME",
+                     help="which network, when the file defines several")
+    sub.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
+                     dest="params", help=f"set a network parameter (repeatable); "
+                     f"{set_example}")
+
+
 def _evaluate_parsers(commands) -> None:
     evaluate = commands.add_parser(
         "evaluate", help="score trained weights on a data set's validation split: "
@@ -119,12 +124,7 @@ def _evaluate_parsers(commands) -> None:
         "their probabilities per image (class names from the run.json beside the "
         "weights, else indices).")
     for sub in (evaluate, predict):
-        sub.add_argument("file", metavar="FILE", help="a .cnn spec")
-        sub.add_argument("--network", metavar="NAME",
-                         help="which network, when the file defines several")
-        sub.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
-                         dest="params", help="set a network parameter (repeatable); "
-                         "by default those of the weights' run.json")
+        _spec_arguments(sub, "by default those of the weights' run.json")
         # predict: the images follow, so one file per --weights (repeatable)
         several = {"nargs": "+", "action": "extend"} if sub is evaluate \
             else {"action": "append"}
@@ -157,12 +157,7 @@ def _train_parser(commands) -> None:
         "Writes a run folder: run.json, metrics.jsonl, weights.safetensors (the best "
         "epoch), last.ckpt (for --resume) and curves.png. See docs/training.md.",
         formatter_class=argparse.RawDescriptionHelpFormatter, epilog=TRAIN_EXAMPLES)
-    train.add_argument("file", metavar="FILE", help="a .cnn spec")
-    train.add_argument("--network", metavar="NAME",
-                       help="which network, when the file defines several")
-    train.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
-                       dest="params", help="set a network parameter (repeatable); "
-                       "`classes` is taken from the data unless set")
+    _spec_arguments(train, "`classes` is taken from the data unless set")
     data = train.add_argument_group("data and output")
     data.add_argument("--data", metavar="SOURCE", help="digits (scikit-learn's "
                       "handwritten digits), synthetic[:N], cifar10:PATH, cifar100:PATH, "
