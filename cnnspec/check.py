@@ -37,6 +37,7 @@ class ShapeProblem(Exception):
     def __init__(self, code: str, message: str, label: str = "", help: str = ""):
         super().__init__(message)
         self.code, self.message, self.label, self.help = code, message, label, help
+        self.notes: tuple[str, ...] = ()
 
 
 def shape_text(shape: tuple[int, ...]) -> str:
@@ -99,10 +100,17 @@ def _spatial(ins: Facts, kernel, stride, padding, dilation, ceil_mode, sizes):
 
 def _field(ins: Facts, kernel, stride, dilation):
     """Receptive field and jump after a window (padding does not change them)."""
-    rf = tuple(r + (dil * (k - 1)) * j for r, k, dil, j in
+    rf = tuple(_whole(r + (dil * (k - 1)) * j) for r, k, dil, j in
                zip(ins.receptive_field, kernel, dilation, ins.jump))
     jump = (ins.jump[0] * stride[0], ins.jump[1] * stride[1])
     return rf, jump
+
+
+def _whole(pixels) -> int:
+    """A receptive field in whole input pixels. After upsampling, outputs sit a
+    fraction of an input pixel apart (the jump is 1/2); a window over them can end
+    part-way into a pixel, which it then sees."""
+    return pixels if isinstance(pixels, int) else math.ceil(pixels)
 
 
 def _needs_rank(ins: Facts, rank: int, what: str):
@@ -122,8 +130,8 @@ def _global(ins: Facts) -> tuple[tuple[int, int], tuple[int, int]]:
     if len(ins.shape) != 3:
         return ins.receptive_field, ins.jump
     _, h, w = ins.shape
-    rf = (ins.receptive_field[0] + (h - 1) * ins.jump[0],
-          ins.receptive_field[1] + (w - 1) * ins.jump[1])
+    rf = (_whole(ins.receptive_field[0] + (h - 1) * ins.jump[0]),
+          _whole(ins.receptive_field[1] + (w - 1) * ins.jump[1]))
     return rf, (ins.jump[0] * h, ins.jump[1] * w)
 
 
@@ -209,8 +217,8 @@ def _adaptive(op: O.AdaptivePool, ins, sizes):
     _needs_rank(x, 3, op.op)
     c, h, w = x.shape
     oh, ow = op.output_size
-    rf = (x.receptive_field[0] + (_widest_bin(h, oh) - 1) * x.jump[0],
-          x.receptive_field[1] + (_widest_bin(w, ow) - 1) * x.jump[1])
+    rf = (_whole(x.receptive_field[0] + (_widest_bin(h, oh) - 1) * x.jump[0]),
+          _whole(x.receptive_field[1] + (_widest_bin(w, ow) - 1) * x.jump[1]))
     jump = (x.jump[0] * max(h // oh, 1), x.jump[1] * max(w // ow, 1))
     return Facts((c, oh, ow), 0, 0, rf, jump)
 
@@ -225,11 +233,108 @@ def _widest_bin(size: int, out: int) -> int:
 @rule(O.Linear)
 def _linear(op: O.Linear, ins, sizes):
     (x,) = ins
-    _needs_rank(x, 1, "linear")
+    _needs_rank(x, 3 if op.pointwise else 1,
+                "a pointwise linear" if op.pointwise else "linear")
     n = x.shape[0]
     params = n * op.out_features + (op.out_features if op.bias else 0)
-    return Facts((op.out_features,), params, n * op.out_features,
-                 x.receptive_field, x.jump)
+    positions = math.prod(x.shape[1:])
+    return Facts((op.out_features,) + x.shape[1:], params,
+                 positions * n * op.out_features, x.receptive_field, x.jump)
+
+
+@rule(O.ConvTranspose)
+def _conv_transpose(op: O.ConvTranspose, ins, sizes):
+    """out = (in - 1) * stride - 2 * padding + dilation * (kernel - 1)
+    + output_padding + 1, as PyTorch's ConvTranspose2d. Each input pixel spreads
+    over kernel outputs, so MACs count input positions (as fvcore does)."""
+    (x,) = ins
+    _needs_rank(x, 3, "conv_transpose")
+    c, h, w = x.shape
+    if c % op.groups:
+        raise ShapeProblem("E0305", f"groups={op.groups} does not divide the "
+                           f"{c} input channels", f"{c} / {op.groups} = {c / op.groups:g}",
+                           "in_channels and out_channels must both be multiples of groups")
+    out = []
+    for size, k, s, p, d, extra, axis in zip((h, w), op.kernel_size, op.stride,
+                                             op.padding, op.dilation, op.output_padding,
+                                             ("height", "width")):
+        length = (size - 1) * s - 2 * p + d * (k - 1) + extra + 1
+        if length < 1:
+            raise ShapeProblem("E0302", f"the padding leaves no output {axis}",
+                               f"({size} - 1) * {s} - 2*{p} + {d * (k - 1)} + {extra} + 1"
+                               f" = {length}", "reduce the padding")
+        out.append(length)
+    taps = (op.out_channels // op.groups) * op.kernel_size[0] * op.kernel_size[1]
+    params = c * taps + (op.out_channels if op.bias else 0)
+    # Each output sees ceil(span / stride) inputs per axis; the grid gets finer.
+    rf = tuple(_whole(r + (-(-(d * (k - 1) + 1) // s) - 1) * j) for r, k, s, d, j in zip(
+        x.receptive_field, op.kernel_size, op.stride, op.dilation, x.jump))
+    return Facts((op.out_channels, *out), params, h * w * c * taps, rf,
+                 _finer(x.jump, op.stride))
+
+
+def _finer(jump, factor):
+    """The jump after upsampling by `factor`: a fraction of an input pixel stays a
+    float (1/2 after upsampling a full-resolution map)."""
+    return tuple(j // f if j % f == 0 else j / f for j, f in zip(jump, factor))
+
+
+@rule(O.Upsample)
+def _upsample(op: O.Upsample, ins, sizes):
+    (x,) = ins
+    _needs_rank(x, 3, "upsample")
+    c, h, w = x.shape
+    sh, sw = op.scale_factor
+    rf = x.receptive_field
+    if op.mode == "bilinear":  # each output mixes two neighbouring inputs per axis
+        rf = (_whole(rf[0] + x.jump[0]), _whole(rf[1] + x.jump[1]))
+    return Facts((c, h * sh, w * sw), 0, 0, rf, _finer(x.jump, op.scale_factor))
+
+
+@rule(O.Crop)
+def _crop(op: O.Crop, ins, sizes):
+    (x,) = ins
+    _needs_rank(x, 3, "crop")
+    c, h, w = x.shape
+    if op.size[0] > h or op.size[1] > w:
+        raise ShapeProblem("E0311", "crop is larger than its input",
+                           f"{shape_text(op.size)} from {h}x{w}",
+                           "a crop keeps the centre of a larger map; crop to at most "
+                           f"{h}x{w}")
+    return Facts((c,) + op.size, 0, 0, x.receptive_field, x.jump)
+
+
+@rule(O.ChannelShuffle)
+def _shuffle(op: O.ChannelShuffle, ins, sizes):
+    (x,) = ins
+    _needs_rank(x, 3, "shuffle")
+    c = x.shape[0]
+    if c % op.groups:
+        raise ShapeProblem("E0310", f"{op.groups} groups do not divide the {c} channels",
+                           f"{c} / {op.groups} = {c / op.groups:g}",
+                           "shuffle views the channels as groups x (C / groups)")
+    return Facts(x.shape, 0, 0, x.receptive_field, x.jump)
+
+
+@rule(O.Narrow)
+def _narrow(op: O.Narrow, ins, sizes):
+    (x,) = ins
+    c = x.shape[0]
+    if op.start + op.length > c:
+        raise ShapeProblem("E0310", f"channels {op.start}:{op.start + op.length} "
+                           f"do not fit the {c} input channels",
+                           f"{op.start} + {op.length} = {op.start + op.length} > {c}")
+    return Facts((op.length,) + x.shape[1:], 0, 0, x.receptive_field, x.jump)
+
+
+@rule(O.LayerNorm, O.LayerScale)
+def _per_channel(op, ins, sizes):
+    (x,) = ins
+    if len(x.shape) not in (1, 3):
+        _needs_rank(x, 3, op.op)
+    c = x.shape[0]
+    params = c if type(op) is O.LayerScale else 2 * c if op.elementwise_affine else 0
+    return Facts(x.shape, params, 0, x.receptive_field, x.jump)
 
 
 @rule(O.Flatten)
@@ -294,7 +399,9 @@ def _concat(op, ins, sizes):
         raise ShapeProblem("E0303", "concat branches differ in size",
                            f"branch outputs are {_branch_list(ins)}",
                            "concat joins along channels: every branch must keep the "
-                           "same height and width")
+                           "same height and width (for a U-Net: an input size that "
+                           "every pooling divides, or `crop` the skip to the "
+                           "decoder's size)")
     shape = (sum(x.shape[0] for x in ins),) + first.shape[1:]
     rf, jump = _joined_field(ins, shape)
     return Facts(shape, 0, 0, rf, jump)
@@ -320,7 +427,10 @@ def _multiply(op, ins, sizes):
                                              for a, b in zip(x.shape, shape)):
             raise ShapeProblem("E0303", "multiply needs shapes that broadcast",
                                f"found {_branch_list(ins)}",
-                               "a gate's output is C x 1 x 1 or the input's own shape")
+                               "a gate's output is C x 1 x 1 or the input's own "
+                               "shape; inside `gate { }`, `in` is each layer's own "
+                               "input, not the gate's: bind the gate's channels "
+                               "before it (`let c = in.c`) and use `c`")
         shape = tuple(max(a, b) for a, b in zip(x.shape, shape))
     rf, jump = _joined_field(ins, shape)
     return Facts(shape, 0, 0, rf, jump)
@@ -354,8 +464,29 @@ class ShapeTable:
             try:
                 self.facts.append(RULES[type(node.op)](node.op, ins, sizes))
             except ShapeProblem as problem:
+                if problem.code == "E0303" and type(node.op) is O.Concat:
+                    problem.notes = self._where_sizes_part(node)
                 raise _located(node, problem) from None
         self.check_assertions()
+
+    def _where_sizes_part(self, join: Node) -> tuple[str, ...]:
+        """For a concat whose branches differ in height or width (a U-Net skip on an
+        input the poolings do not divide): the nearest layer before the join whose
+        output size was rounded down, with its arithmetic."""
+        nodes, seen = self.graph.nodes, set()
+        stack = list(join.inputs)
+        while stack:
+            node = nodes[stack.pop(0)]
+            if node.id in seen:
+                continue
+            seen.add(node.id)
+            lost = _rounded_down(node.op, self.facts[node.inputs[0]].shape
+                                 if node.inputs else ())
+            if lost:
+                return (f"{describe(node)} ({node.op.label()}, {node.span}) rounds "
+                        f"{lost}, so the paths that meet here no longer agree",)
+            stack.extend(node.inputs)
+        return ()
 
     def check_assertions(self) -> None:
         assertions = self.graph.assertions
@@ -378,6 +509,24 @@ class ShapeTable:
         return self
 
 
+def _rounded_down(op, in_shape) -> str:
+    """`(25 - 2) / 2 + 1 = 12.5 down to 12` when a window op floors its output
+    height (or width); empty when it divides exactly."""
+    if not isinstance(op, (O.Conv, O.DepthwiseConv, O.MaxPool, O.AvgPool)) \
+            or len(in_shape) != 3 or op.padding == "same" or getattr(op, "ceil_mode", 0):
+        return ""
+    stride = op.effective_stride if isinstance(op, O._Pool) else op.stride
+    dilation = getattr(op, "dilation", (1, 1))
+    for size, k, s, p, d, axis in zip(in_shape[1:], op.kernel_size, stride, op.padding,
+                                      dilation, ("height", "width")):
+        span = d * (k - 1) + 1
+        if (size + 2 * p - span) % s:
+            exact = (size + 2 * p - span) / s + 1
+            return (f"the {axis} ({size} - {span} + 2*{p}) / {s} + 1 = {exact:g} down "
+                    f"to {int(exact)}")
+    return ""
+
+
 def _where(node: Node) -> tuple[str, ...]:
     notes = [f"in `{node.name}`"]
     for (path, block), call in zip(reversed(node.blocks), reversed(node.calls)):
@@ -395,7 +544,7 @@ def _located(node: Node, problem: ShapeProblem) -> SpecError:
     message = f"{describe(node)} {problem.message}" if problem.code == "E0301" \
         else f"{problem.message} at {describe(node)}"
     return error(problem.code, message, node.span, label=problem.label,
-                 help=problem.help, notes=_where(node)[1:])
+                 help=problem.help, notes=problem.notes + _where(node)[1:])
 
 
 def check(graph: Graph) -> ShapeTable:

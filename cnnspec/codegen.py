@@ -32,7 +32,7 @@ from . import codegen_blocks as B
 from . import ops as O
 from .codegen_blocks import literal
 from .ir import ancestors, in_place_nodes
-from .layers import (GLOBAL_DROP_PATH, HELPERS, constructor, fractal_joins,
+from .layers import (GLOBAL_DROP_PATH, HELPERS, LAYER_SCALE, constructor, fractal_joins,
                      pad_channels_widths)
 
 _COMMENT_COLUMN = 64  # shape comments line up here (longer lines push them right)
@@ -43,10 +43,10 @@ class Scope(nn.Module):
     attributes (`scope.conv1`) or, for numbered names, by index (`scope[0]`)."""
 
     def __getitem__(self, name):
-        return self._modules[str(name)]
+        return getattr(self, str(name))
 
     def __setitem__(self, name, module):
-        self.add_module(str(name), module)
+        setattr(self, str(name), module)
 '''
 
 
@@ -129,6 +129,14 @@ def _access(base: str, path: list[str]) -> str:
         else:
             text += f'["{part}"]'
     return text
+
+
+def _layer_scale_expr(call: str, in_shape: tuple[int, ...]) -> str:
+    """`LayerScale(c, init=v)` as the bare parameter it stands for."""
+    inside = call[len(LAYER_SCALE) + 1:-1]
+    channels, init = inside.rsplit(", init=", 1)
+    shape = f"({channels}, 1, 1)" if len(in_shape) == 3 else f"({channels},)"
+    return f"nn.Parameter(torch.full({shape}, {init}))"
 
 
 def _variable(name: str) -> str:
@@ -366,15 +374,21 @@ class _Writer:
             elif ("pad",) in found:
                 widths = pad_channels_widths(
                     unit.node.op, self.table[unit.node.inputs[0]].shape)
-                extra = found[("pad",)]
-                if not extra.isdigit():  # set in __init__: forward cannot see arguments
+                sides = [found[("pad",)]]
+                if ("pad_before",) in found:
+                    sides.insert(0, found[("pad_before",)])
+                for i, extra in enumerate(sides):
+                    if extra.isdigit():
+                        continue  # set in __init__: forward cannot see arguments
                     attribute = "pad_" + _variable(unit.name).lstrip("_")
+                    attribute += "_before" if len(sides) == 2 and i == 0 else ""
                     while any(u.name.split(".")[0] == attribute for u in units):
                         attribute += "_"
                     attributes.append(f"self.{attribute} = {extra}  # zero channels "
-                                      "to append")
-                    extra = f"self.{attribute}"
-                pads[j] = "(" + ", ".join([str(w) for w in widths[:-1]] + [extra]) + ")"
+                                      "to add")
+                    sides[i] = f"self.{attribute}"
+                fixed = widths[:-len(sides)]
+                pads[j] = "(" + ", ".join([str(w) for w in fixed] + sides) + ")"
         prefix = first.path + "."
         scopes = {p[len(prefix):]: b for p, b in self.plan.scopes.items()
                   if p.startswith(prefix)}
@@ -421,7 +435,10 @@ class _Writer:
                     block = body.scopes.get(prefix)
                     lines.append(f"{_access('self', path[:depth])} = Scope()"
                                  + (f"  # {block}" if block else ""))
-            lines.append(f"{_access('self', path + [leaf])} = {body.exprs[j]}")
+            expr = body.exprs[j]
+            if unit.ctor is not None and unit.ctor.name == LAYER_SCALE:
+                expr = _layer_scale_expr(expr, self.table[unit.inputs[0]].shape)
+            lines.append(f"{_access('self', path + [leaf])} = {expr}")
         return lines
 
     # forward
@@ -459,7 +476,9 @@ class _Writer:
             op = unit.node.op if unit.node is not None else None
             if getattr(op, "columns", ()):
                 args.append("column=column")
-            if j in body.exprs:
+            if unit.ctor is not None and unit.ctor.name == LAYER_SCALE:
+                expr = f"{_access('self', unit.name.split('.'))} * {args[0]}"
+            elif j in body.exprs:
                 expr = f"{_access('self', unit.name.split('.'))}({', '.join(args)})"
             elif type(op) is O.PadChannels:
                 expr = f"nn.functional.pad({args[0]}, {body.pads[j]})"

@@ -45,20 +45,27 @@ KEYWORD_DEFAULTS = {
     "nn.AvgPool2d": {"padding": 0, "ceil_mode": False, "count_include_pad": True},
     "nn.BatchNorm2d": _NORM, "nn.BatchNorm1d": _NORM,
     "FrozenBatchNorm2d": _NORM, "FrozenBatchNorm1d": _NORM,
-    "nn.Linear": {"bias": True},
+    "nn.Linear": {"bias": True}, "PointwiseLinear": {"bias": True},
+    "nn.ConvTranspose2d": {**_CONV, "output_padding": 0},
+    "LayerNorm2d": {"eps": 1e-5, "elementwise_affine": True},
+    "nn.LayerNorm": {"eps": 1e-5, "elementwise_affine": True},
+    "nn.Upsample": {"mode": "nearest"},
     "MeanJoin": {"p": 0.0},
 }
 _ACTIVATION_DEFAULTS = {"inplace": False}
-_KEYWORD_ORDER = ("kernel_size", "stride", "padding", "dilation", "groups", "bias",
-                  "eps", "momentum", "affine", "ceil_mode", "count_include_pad",
-                  "inplace", "p")
+_KEYWORD_ORDER = ("kernel_size", "stride", "padding", "output_padding", "dilation",
+                  "groups", "bias", "eps", "momentum", "affine", "elementwise_affine",
+                  "ceil_mode", "count_include_pad", "inplace", "p", "scale_factor", "mode",
+                  "align_corners", "init")
 # Layers whose first argument is the size of their input.
 _SIZED = ("nn.Conv2d", "nn.Linear", "nn.BatchNorm2d", "nn.BatchNorm1d",
-          "FrozenBatchNorm2d", "FrozenBatchNorm1d")
+          "FrozenBatchNorm2d", "FrozenBatchNorm1d", "nn.ConvTranspose2d",
+          "PointwiseLinear", "LayerNorm2d", "nn.LayerNorm", "LayerScale")
 # Ops whose output has their (first) input's channels.
 _SAME_CHANNELS = ("nn.BatchNorm", "FrozenBatchNorm", "nn.MaxPool2d", "nn.AvgPool2d",
                   "nn.Adaptive", "nn.Dropout", "DropPath", "MeanJoin", "nn.LocalResponse",
-                  "nn.Softmax")
+                  "nn.Softmax", "LayerNorm2d", "nn.LayerNorm", "LayerScale",
+                  "ChannelShuffle", "nn.Upsample", "CenterCrop")
 
 
 def keyword_defaults(name: str) -> dict:
@@ -323,9 +330,12 @@ class _Planner:
                 slots.append((("kw", key), values, False))
             return slots
         if type(unit.node.op) is O.PadChannels:
-            values = [pad_channels_widths(u.node.op, self.table[u.node.inputs[0]].shape)[-1]
+            widths = [pad_channels_widths(u.node.op, self.table[u.node.inputs[0]].shape)
                       for u in group_units]
-            return [(("pad",), values, False)]
+            slots = [(("pad",), [w[-1] for w in widths], False)]
+            if unit.node.op.where == "both":  # zero channels before the input's too
+                slots.append((("pad_before",), [w[-2] for w in widths], False))
+            return slots
         return []
 
     def _parameterize(self, group: list[Instance]) -> list:
@@ -341,11 +351,12 @@ class _Planner:
             found = {}
             for key, values, sized in self._slots(unit, column):
                 hint = channels.get(index[unit.inputs[0]]) if sized else None
-                if key == ("pad",):  # appended channels: out - in
+                if key == ("pad",) and unit.node.op.where == "end":  # out - in
                     out = search.find([self.table[u.id].shape[0] for u in column])
                     source = channels.get(index[unit.inputs[0]])
                     hint = f"{out} - {source}" if out and source else None
-                expr = search.find(values, hint=hint)
+                expr = search.find(values, hint=hint,
+                                   field=key[1] if key[0] == "kw" else None)
                 if expr is None:  # split by this value
                     parts: dict = {}
                     for inst, value in zip(group, values):
@@ -357,7 +368,8 @@ class _Planner:
             out = [self.table[u.id].shape[0] for u in column]
             ins = [self.table[u.inputs[0]].shape[0] if u.inputs else None for u in column]
             hint = None
-            if unit.ctor is not None and unit.ctor.name in ("nn.Conv2d", "nn.Linear"):
+            if unit.ctor is not None and unit.ctor.name in (
+                    "nn.Conv2d", "nn.Linear", "nn.ConvTranspose2d", "PointwiseLinear"):
                 hint = found[("arg", 1)]
             elif unit.node is not None and type(unit.node.op) is O.Concat:
                 terms = [channels.get(index[i]) for i in unit.inputs]
@@ -432,6 +444,15 @@ def _trivial(value) -> bool:
     return not is_number(value) or value in (0, 1)
 
 
+_FIELD_WORDS = {"p": {"p", "drop", "dropout", "prob", "rate"}, "init": {"init", "scale"}}
+
+
+def _names_field(argument: str, field: str) -> bool:
+    """Whether a block argument's name speaks of a constructor keyword."""
+    words = set(argument.lower().split("_"))
+    return bool(words & (_FIELD_WORDS.get(field, set()) | set(field.split("_"))))
+
+
 class _Search:
     """Expressions over a group's values, by what they evaluate to in every instance."""
 
@@ -478,9 +499,13 @@ class _Search:
             return False
         return _key(found) == _key(values)
 
-    def find(self, values, hint: str | None = None, first: str | None = None):
+    def find(self, values, hint: str | None = None, first: str | None = None,
+             field: str | None = None):
         """A literal, a block argument or a small expression equal to `values`
-        in every instance; None when there is none."""
+        in every instance; None when there is none. `field`: the keyword the value
+        is for; a float that is the same everywhere becomes an argument only when
+        the argument's name says it is this field (`eps`, `bn_eps`; `p`, `dropout`),
+        not merely because the numbers agree (eps 1e-6 is not a layer-scale init)."""
         if hint and self.check(hint, values):
             return hint
         if first and self.check(first, values):
@@ -490,6 +515,9 @@ class _Search:
             return literal(values[0])
         key = _key(values)
         if same:  # an argument only where the value is telling: 0.7, 1000, not 3
+            if isinstance(values[0], float) and field is not None:
+                name = self.unique.get(key)
+                return name if name and _names_field(name, field) else literal(values[0])
             if isinstance(values[0], float) or values[0] > 8:
                 return self.unique.get(key) or self.products.get(key) \
                     or literal(values[0])

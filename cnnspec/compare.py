@@ -82,6 +82,24 @@ def chart(comparison: Comparison, out_path: str | Path) -> Path:
     return out
 
 
+def _label_without_overlap(figure, axes, rows: list[Row]) -> None:
+    """Name the bubbles, smallest networks first, skipping a name that would cover
+    one already written: with the whole library, a crowded region shows some names
+    and every bubble (the table lists them all)."""
+    renderer = figure.canvas.get_renderer()
+    placed = []
+    for row in sorted(rows, key=lambda r: r.params):
+        for offset in ((6, 6), (6, -12), (-6, 6)):
+            text = axes.annotate(row.name, (row.macs / 1e9, row.params / 1e6),
+                                 fontsize=8, xytext=offset, textcoords="offset points",
+                                 ha="left" if offset[0] > 0 else "right")
+            box = text.get_window_extent(renderer).expanded(1.05, 1.1)
+            if not any(box.overlaps(other) for other in placed):
+                placed.append(box)
+                break
+            text.remove()
+
+
 def _draw(plt, rows: list[Row], out: Path) -> None:
     figure, axes = plt.subplots(figsize=(8, 5.5), dpi=150)
     largest = max(r.activation_bytes for r in rows) or 1
@@ -91,8 +109,6 @@ def _draw(plt, rows: list[Row], out: Path) -> None:
         color = plt.cm.tab10(index % 10)
         axes.scatter(row.macs / 1e9, row.params / 1e6, s=area, color=color, alpha=0.45,
                      edgecolors=color, linewidths=1.2)
-        axes.annotate(row.name, (row.macs / 1e9, row.params / 1e6), fontsize=9,
-                      xytext=(6, 6), textcoords="offset points")
     axes.set_xscale("log")
     axes.set_yscale("log")
     axes.set_xlabel("multiply-accumulates per image (G)")
@@ -102,5 +118,6 @@ def _draw(plt, rows: list[Row], out: Path) -> None:
     axes.grid(True, which="both", alpha=0.25)
     axes.margins(0.25)
     figure.tight_layout()
+    _label_without_overlap(figure, axes, rows)
     figure.savefig(out)
     plt.close(figure)

@@ -26,8 +26,8 @@ from . import ops as O
 from . import syntax as S
 from .arguments import build_op, invalid_value, refuse_ambiguous_star
 from .check import ShapeTable
-from .diagnostics import Span, did_you_mean, error
-from .evaluate import Evaluator
+from .diagnostics import Span, SpecError, did_you_mean, error
+from .evaluate import Evaluator, LayerRef, TensorRef
 from .ir import Assertion, BlockArgs, Graph, Options, Output
 from .layers import GLOBAL_DROP_PATH
 from .recipe import build_recipe
@@ -36,8 +36,23 @@ MAX_NODES = 50_000  # 7x the IR of a 2000-layer ResNet; stops exponential recurs
 MAX_REPEAT = 100_000
 MAX_BLOCK_DEPTH = 32
 MAX_STEPS = 300_000  # statements expanded; bounds loops that add no layers
-_NAME = re.compile(r"[A-Za-z0-9_]+$")
-_JOINS = {"concat": O.Concat, "add": O.Add, "mean": O.Mean, "multiply": O.Multiply}
+_NAME = re.compile(r"[A-Za-z0-9_]+(-[A-Za-z0-9_]+)*$")
+_PIECE = re.compile(r"[A-Za-z0-9_]+$")  # what a `{...}` in a label may give
+# torch.nn.Module's own attributes: a layer by one of these names would replace a
+# method every module needs (`double`, `train`, `to`, ...), so the build would fail.
+_MODULE_ATTRIBUTES = frozenset("""
+T_destination add_module apply bfloat16 buffers call_super_init children compile cpu
+cuda double dump_patches eval extra_repr float forward get_buffer get_extra_state
+get_parameter get_submodule half ipu load_state_dict modules mtia named_buffers
+named_children named_modules named_parameters parameters register_backward_hook
+register_buffer register_forward_hook register_forward_pre_hook
+register_full_backward_hook register_full_backward_pre_hook
+register_load_state_dict_post_hook register_load_state_dict_pre_hook register_module
+register_parameter register_state_dict_post_hook register_state_dict_pre_hook
+requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train
+training type xpu zero_grad""".split())
+_JOINS = {"concat": O.Concat, "add": O.Add, "mean": O.Mean, "multiply": O.Multiply,
+          "split": O.Concat}
 
 
 class _Scope:
@@ -82,6 +97,7 @@ class _Elaborator:
         self.fractal: tuple[O.Fractal, Span] | None = None  # the network's first
         self.graph: Graph | None = None
         self.table: ShapeTable | None = None
+        self.labelled: dict[str, int] = {}  # full label -> the node it ends with
 
     # ------------------------------------------------------------ network
 
@@ -203,6 +219,8 @@ class _Elaborator:
             span = _head_span(statement)
             for item in items:
                 cur = self.item(item, cur, ctx, label, span if len(items) == 1 else item.span)
+        if label is not None:
+            self.labelled[f"{ctx.scope.path}.{label}" if ctx.scope.path else label] = cur
         if statement.expected is not None:
             dims = self._dims(statement.expected, ctx, cur)
             self.graph.assertions.append(Assertion(cur, dims, statement.expected_span))
@@ -229,23 +247,77 @@ class _Elaborator:
     # ------------------------------------------------------------ calls
 
     def call(self, call: S.Call, cur: int, ctx: _Context, label, span: Span) -> int:
+        bound = ctx.env.get(call.name)
+        if isinstance(bound, (LayerRef, TensorRef)):  # `act`, `skip`: a parameter
+            return self._bound_call(call, bound, cur, ctx, label, span)
         block = self.blocks.get(call.name)
         if block is not None:
             return self.block_call(block, call, cur, ctx, label)
         kind = O.LAYER_SYNONYMS.get(call.name, call.name)
         model = O.LAYER_MODELS.get(kind)
         if model is None:
+            if call.name in ctx.env:
+                return self._bound_call(call, bound, cur, ctx, label, span)
+            node = self._labelled(ctx, call.name)
+            if node is not None:
+                return self._bound_call(call, TensorRef(call.name, node), cur, ctx,
+                                        label, span)
             known = set(O.LAYER_MODELS) | set(self.blocks)
             raise error("E0202", f"unknown layer or block `{call.name}`", call.name_span,
-                        label="not a layer kind, nor a block defined or imported here",
-                        help=did_you_mean(call.name, known))
+                        label="not a layer kind, a block defined or imported here, "
+                        "nor the label of an earlier layer",
+                        help=did_you_mean(call.name, known) or "an earlier layer's "
+                        "output is used by its label (`enc1`), once that layer is "
+                        "written above this line")
         refuse_ambiguous_star(call)
         evaluate = self.evaluator(ctx, cur)
-        values = [(arg, evaluate(arg.value)) for arg in call.args]
+        values = [(arg, _word(arg.value, ctx.env) or evaluate(arg.value))
+                  for arg in call.args]
         op = build_op(kind, model, call, values)
         name = ctx.scope.place(label)
         self.claim(name, span)
         return self.add(name, op, (cur,), span, ctx)
+
+    def _bound_call(self, call: S.Call, value, cur: int, ctx: _Context, label,
+                    span: Span) -> int:
+        """A name whose value is a layer kind or block (called with the call's
+        arguments) or an earlier layer's output (where the chain continues from)."""
+        if isinstance(value, LayerRef):
+            inner = replace(ctx, env={k: v for k, v in ctx.env.items() if k != call.name})
+            return self.call(call._replace(name=value.name), cur, inner, label, span)
+        if isinstance(value, TensorRef):
+            if call.args:
+                raise error("E0205", f"`{call.name}` is the output of an earlier layer",
+                            call.args[0].span, label="it takes no arguments",
+                            help="write the layers that follow it after a comma: "
+                            f"`{call.name}, crop 56`")
+            if label is not None:
+                raise error("E0206", f"`{call.name}` adds no layer to name", span,
+                            label="a reference to an earlier output is not a layer",
+                            help=f"drop the label, or name the layer that follows "
+                            f"`{call.name}`")
+            return value.node
+        raise error("E0202", f"`{call.name}` is a value, not a layer", call.name_span,
+                    label=f"it is {value!r} here",
+                    help="a parameter used as a layer must be given a layer kind, a "
+                    "block or an earlier label: `act = relu`")
+
+    def _labelled(self, ctx: _Context, name: str) -> int | None:
+        """The node an earlier label `name` ends with, looked up from the current
+        scope outwards (`up4.skip`, then `skip`)."""
+        path = ctx.scope.path.split(".") if ctx.scope.path else []
+        for depth in range(len(path), -1, -1):
+            full = ".".join(path[:depth] + [name])
+            if full in self.labelled:
+                return self.labelled[full]
+        return None
+
+    def _resolve(self, ctx: _Context | None, name: str):
+        """A bare name's meaning as a value: a layer kind, a block, an earlier label."""
+        if O.LAYER_SYNONYMS.get(name, name) in O.LAYER_MODELS or name in self.blocks:
+            return LayerRef(name)
+        node = self._labelled(ctx, name) if ctx is not None else None
+        return TensorRef(name, node) if node is not None else None
 
     def block_call(self, block: S.Definition, call: S.Call, cur: int, ctx: _Context,
                    label) -> int:
@@ -264,7 +336,11 @@ class _Elaborator:
         inner = _Context(env, _Scope(path), ctx.blocks + ((path, block.name),),
                          ctx.calls + (call.span,), ctx.training_only, ctx.frozen,
                          in_network=False)
-        return self.sequence(block.body, cur, inner)
+        try:
+            return self.sequence(block.body, cur, inner)
+        except SpecError as problem:
+            raise _noted(problem, f"block `{block.name}` instantiated as `{path}` at "
+                         f"{call.span}") from None
 
     def _bind_block_args(self, block: S.Definition, call: S.Call, evaluate, cur) -> dict:
         names = [p.name for p in block.params]
@@ -293,7 +369,8 @@ class _Elaborator:
             if param.name in given:
                 env[param.name] = given[param.name]
             elif param.default is not None:
-                env[param.name] = Evaluator(env, lambda: self.table[cur].shape)(
+                env[param.name] = Evaluator(env, lambda: self.table[cur].shape,
+                                            lambda n: self._resolve(None, n))(
                     param.default)
             else:
                 raise error("E0204", f"block `{block.name}` needs `{param.name}`",
@@ -310,12 +387,15 @@ class _Elaborator:
             return body
         shortcut = cur
         spec = unit.shortcut
+        # An `auto` shortcut is a scope of its own (`shortcut` unless named), built or
+        # not: the positions of the layers after it must not depend on shapes.
+        name = spec.name or ("shortcut" if spec.auto else None) if spec else None
         if spec is not None and (not spec.auto
                                  or self.table[body].shape != self.table[cur].shape):
-            target = self.child(inner, spec.name, spec.span) if spec.name else inner
+            target = self.child(inner, name, spec.span) if name else inner
             shortcut = self.sequence(spec.body, cur, target)
-        elif spec is not None and spec.name:
-            inner.scope.next_position += 1  # later positions must not depend on shapes
+        elif spec is not None and name:
+            inner.scope.next_position += 1
         return self.join(O.Add(), (body, shortcut), inner, unit.span)
 
     def construct_join(self, unit: S.Join, cur, ctx, label) -> int:
@@ -325,13 +405,71 @@ class _Elaborator:
         call = S.Call(unit.kind, unit.args, unit.span, unit.span)
         op = build_op(unit.kind, _JOINS[unit.kind], call, values)
         outputs: list[int] = []
-        for statement in unit.body:
+        if unit.kind == "split":
+            outputs = self._split_branches(unit, cur, inner)
+        for statement in () if unit.kind == "split" else unit.body:
             outputs.extend(self.branches(statement, cur, inner))
         if not outputs:
             raise error("E0217", f"`{unit.kind}` has no branches", unit.span,
                         label="a join needs at least one branch",
                         help="write one branch per line inside the braces")
         return self.join(op, tuple(outputs), inner, unit.span)
+
+    def _split_branches(self, unit: S.Join, cur: int, ctx: _Context) -> list[int]:
+        """`split { a; b }`: the input's channels cut into equal consecutive parts,
+        one per branch, each branch reading its own part (ShuffleNetV2's channel
+        split, Ma et al. 2018); the branch outputs are concatenated."""
+        count = self._branch_count(unit.body, cur, replace(ctx, env=dict(ctx.env)))
+        channels = self.table[cur].shape[0]
+        if count == 0:
+            return []
+        if channels % count:
+            raise error("E0310", f"{count} branches cannot split {channels} channels "
+                        "evenly", unit.span,
+                        label=f"{channels} / {count} = {channels / count:g}",
+                        help="each branch of `split` reads an equal share of the input's "
+                        "channels; change the channels before the split or the branches")
+        size = channels // count
+        parts = iter([self.join(O.Narrow(start=i * size, length=size), (cur,), ctx,
+                                unit.span) for i in range(count)])
+        return [out for statement in unit.body
+                for out in self._split_statement(statement, parts, cur, ctx)]
+
+    def _split_statement(self, statement, parts, cur: int, ctx: _Context) -> list[int]:
+        if isinstance(statement, S.LetStatement):
+            self.statement(statement, cur, ctx)
+            return []
+        if isinstance(statement, S.IfStatement):
+            chosen = statement.then if self._truth(statement.condition, cur, ctx) \
+                else statement.otherwise or ()
+            return [out for s in chosen for out in self._split_statement(s, parts, cur, ctx)]
+        if (isinstance(statement, S.LayerStatement) and len(statement.items) == 1
+                and statement.items[0].count is not None and statement.expected is None):
+            item, inner = statement.items[0], ctx
+            if statement.label is not None:
+                inner = self.child(ctx, self._label(statement.label, cur, ctx),
+                                   statement.label.span)
+            return [self.unit(item.unit, next(parts), inner, None, item.unit.span)
+                    for _ in range(self._count(item.count, cur, ctx))]
+        return [self.statement(statement, next(parts), ctx)]
+
+    def _branch_count(self, statements, cur: int, ctx: _Context) -> int:
+        """How many branches `statements` make inside a join (`x * n` is n)."""
+        count = 0
+        for statement in statements:
+            if isinstance(statement, S.LetStatement):
+                self.statement(statement, cur, ctx)
+            elif isinstance(statement, S.IfStatement):
+                chosen = statement.then if self._truth(statement.condition, cur, ctx) \
+                    else statement.otherwise or ()
+                count += self._branch_count(chosen, cur, ctx)
+            elif (isinstance(statement, S.LayerStatement) and len(statement.items) == 1
+                    and statement.items[0].count is not None
+                    and statement.expected is None):
+                count += self._count(statement.items[0].count, cur, ctx)
+            else:
+                count += 1
+        return count
 
     def branches(self, statement, cur: int, ctx: _Context) -> list[int]:
         """The outputs of one statement inside a join: `x * n` is n branches."""
@@ -488,17 +626,23 @@ class _Elaborator:
     def claim(self, name: str, span: Span) -> None:
         earlier = self.taken.get(name)
         if earlier is not None:
+            last = name.rsplit(".", 1)[-1]
             raise error("E0207", f"the name `{name}` is used twice", span,
                         label="layer names become state-dict keys and must be unique",
-                        notes=(f"first used at {earlier}",))
+                        notes=(f"first used at {earlier}",),
+                        help="an unlabelled layer takes the next position in its scope, "
+                        "counting every entry before it, labelled or not; label the "
+                        "later layers too" if last.isdigit() else "")
         self.taken[name] = span
 
     # ------------------------------------------------------------ values
 
     def evaluator(self, ctx: _Context, cur: int) -> Evaluator:
+        def resolve(name):
+            return self._resolve(ctx, name)
         if cur < 0:  # before `input`
-            return Evaluator(ctx.env, _no_input(self.graph.span))
-        return Evaluator(ctx.env, lambda: self.table[cur].shape)
+            return Evaluator(ctx.env, _no_input(self.graph.span), resolve)
+        return Evaluator(ctx.env, lambda: self.table[cur].shape, resolve)
 
     def _truth(self, expr: S.Expr, cur: int, ctx: _Context) -> bool:
         value = self.evaluator(ctx, cur)(expr)
@@ -519,11 +663,17 @@ class _Elaborator:
 
     def _label(self, label: S.Label, cur: int, ctx: _Context) -> str:
         evaluate = self.evaluator(ctx, cur)
-        text = "".join(part if isinstance(part, str) else str(evaluate(part))
-                       for part in label.parts)
-        if not _NAME.match(text):
+        pieces = [part if isinstance(part, str) else str(evaluate(part))
+                  for part in label.parts]
+        text = "".join(pieces)
+        computed = (p for p, part in zip(pieces, label.parts) if not isinstance(part, str))
+        if text in _MODULE_ATTRIBUTES:
+            raise error("E0206", f"`{text}` cannot name a layer", label.span,
+                        label="every torch module has a method or attribute by this name",
+                        help=f"choose another name, such as `{text}_layer`")
+        if not _NAME.match(text) or not all(_PIECE.match(p) for p in computed):
             raise error("E0206", f"`{text}` is not a valid layer name", label.span,
-                        label="names use letters, digits and `_`")
+                        label="names use letters, digits and `_` (and `-` between parts)")
         return text
 
     def _dims(self, dims, ctx: _Context, cur: int) -> tuple[int, ...]:
@@ -548,6 +698,22 @@ def _no_input(span: Span):
         raise error("E0211", "`in` means the input of a layer", span,
                     label="there is no layer input here")
     return refuse
+
+
+def _noted(problem: SpecError, note: str) -> SpecError:
+    """An elaboration error inside a block, with the call that made the block (shape
+    errors name their calls already; the expansion limits show their own chain)."""
+    diagnostic = problem.diagnostics[0]
+    if not diagnostic.code.startswith("E02") or diagnostic.code in ("E0208", "E0209"):
+        return problem
+    return SpecError(diagnostic._replace(notes=diagnostic.notes + (note,)))
+
+
+def _word(value: S.Expr, env: dict) -> str | None:
+    """A bare word such as `bilinear` given to a layer, unless a name shadows it."""
+    if type(value) is S.Variable and value.name in O.WORDS and value.name not in env:
+        return value.name
+    return None
 
 
 def _need_body(kind: str, unit) -> None:

@@ -8,6 +8,7 @@ Raises `SpecError` (E0201 unknown name, E0211 bad arithmetic) at the expression.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 from typing import Callable
 
 from . import syntax as S
@@ -29,6 +30,10 @@ def make_divisible(value, divisor=8, min_value=None):
     return result
 
 
+def _log(value, base=None):
+    return math.log(value) if base is None else math.log(value, base)
+
+
 def _round(value, digits=None):
     return round(value) if digits is None else round(value, digits)
 
@@ -36,6 +41,7 @@ def _round(value, digits=None):
 FUNCTIONS: dict[str, Callable] = {
     "min": min, "max": max, "abs": abs, "ceil": math.ceil, "floor": math.floor,
     "round": _round, "int": int, "float": float, "sqrt": math.sqrt,
+    "log": _log, "exp": math.exp, "pow": pow,
     "make_divisible": make_divisible,
 }
 
@@ -43,18 +49,44 @@ _USAGE = {
     "min": "min(a, b, ...)", "max": "max(a, b, ...)", "round": "round(x) or round(x, digits)",
     "make_divisible": "make_divisible(value, divisor=8, min_value=divisor)",
     "ceil": "ceil(x)", "floor": "floor(x)", "abs": "abs(x)", "int": "int(x)",
-    "float": "float(x)", "sqrt": "sqrt(x)",
+    "float": "float(x)", "sqrt": "sqrt(x)", "log": "log(x) or log(x, base)",
+    "exp": "exp(x)", "pow": "pow(x, y)",
 }
 
 INPUT_ATTRIBUTES = {"c": 0, "h": 1, "w": 2, "channels": 0, "height": 1, "width": 2}
 
 
-class Evaluator:
-    """Evaluates expressions against `env`; `input_shape()` answers `in.c` and kin."""
+@dataclass(frozen=True)
+class LayerRef:
+    """A layer kind or block used as a value: `block b(act = relu) { act }`."""
 
-    def __init__(self, env: dict, input_shape: Callable[[], tuple[int, ...]]):
+    name: str
+
+    def __str__(self):
+        return self.name
+
+
+@dataclass(frozen=True)
+class TensorRef:
+    """An earlier layer's output, named by its label (`enc4`): a long skip."""
+
+    name: str
+    node: int
+
+    def __str__(self):
+        return self.name
+
+
+class Evaluator:
+    """Evaluates expressions against `env`; `input_shape()` answers `in.c` and kin;
+    `resolve(name)` gives a name no `env` entry has its meaning (a `LayerRef` or
+    `TensorRef`), or None."""
+
+    def __init__(self, env: dict, input_shape: Callable[[], tuple[int, ...]],
+                 resolve: Callable[[str], object] | None = None):
         self.env = env
         self.input_shape = input_shape
+        self.resolve = resolve
 
     def __call__(self, expr: S.Expr):
         try:
@@ -70,8 +102,12 @@ class Evaluator:
         if kind is S.Variable:
             if expr.name in self.env:
                 return self.env[expr.name]
+            meaning = self.resolve(expr.name) if self.resolve else None
+            if meaning is not None:
+                return meaning
             raise error("E0201", f"unknown name `{expr.name}`", expr.span,
-                        label="not a parameter, `let` or loop variable here",
+                        label="not a parameter, `let`, loop variable, layer kind, "
+                        "block or earlier label here",
                         help=did_you_mean(expr.name, self.env))
         if kind is S.Constant:
             return CONSTANTS[expr.name]
@@ -112,10 +148,7 @@ class Evaluator:
             raise error("E0211", "division by zero", expr.span,
                         label=f"{_show(left)} {op} 0")
         result = _ARITHMETIC[op](left, right)
-        if isinstance(result, int) and not isinstance(result, bool) \
-                and result.bit_length() > 256:
-            raise error("E0211", "this number is absurdly large", expr.span,
-                        label=f"about 10^{int(result.bit_length() * 0.30103)}")
+        _refuse_huge(result, expr)
         return result
 
     def _function(self, expr: S.FunctionCall):
@@ -128,12 +161,14 @@ class Evaluator:
         for arg, value in zip(expr.args, args):
             _need_number(value, arg)
         try:
-            return function(*args)
+            result = function(*args)
         except TypeError:
             raise error("E0211", f"`{expr.name}` cannot take {len(args)} argument"
                         f"{'s' if len(args) != 1 else ''}", expr.span,
                         label=f"{expr.name}({', '.join(map(_show, args))})",
                         help=_USAGE.get(expr.name, "")) from None
+        _refuse_huge(result, expr)
+        return result
 
     def _input_attribute(self, expr: S.InputAttribute):
         index = INPUT_ATTRIBUTES.get(expr.attribute)
@@ -156,6 +191,13 @@ _ARITHMETIC = {
 }
 
 
+def _refuse_huge(result, expr) -> None:
+    if isinstance(result, int) and not isinstance(result, bool) \
+            and result.bit_length() > 256:
+        raise error("E0211", "this number is absurdly large", expr.span,
+                    label=f"about 10^{int(result.bit_length() * 0.30103)}")
+
+
 def _need_number(value, expr) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise error("E0211", "a number is needed here", expr.span,
@@ -169,6 +211,10 @@ def _show(value) -> str:
         return "none"
     if isinstance(value, str):
         return f"`{value}`"
+    if isinstance(value, LayerRef):
+        return f"the layer kind `{value}`"
+    if isinstance(value, TensorRef):
+        return f"the output of `{value}`"
     return str(value)
 
 

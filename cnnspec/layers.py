@@ -3,7 +3,8 @@
 Takes: an op and its checked input shape. Returns: a `Constructor` (the class as
 written in a file that does `from torch import nn`, its positional arguments, and the
 keywords whose value differs from PyTorch's default), or None when the op is a plain
-function in `forward` (input, concat, add, multiply, pad_channels).
+function in `forward` (input, concat, add, multiply, pad_channels). `layer_scale` is
+neither: a bare parameter (`LAYER_SCALE`) that `forward` multiplies by.
 `torch_backend` instantiates it; `codegen` writes it out. Every size comes from the
 checker's input shape; this module imports no torch.
 """
@@ -22,7 +23,10 @@ ACTIVATIONS = {
 }
 # Layers cnnspec implements itself, in torch_backend.py (codegen copies their source).
 HELPERS = ("DropPath", "MeanJoin", "GlobalDropPath", "FrozenBatchNorm2d",
-           "FrozenBatchNorm1d")
+           "FrozenBatchNorm1d", "LayerNorm2d", "PointwiseLinear", "ChannelShuffle",
+           "Narrow", "CenterCrop")
+# Not a module: a bare parameter of the enclosing block (see `layer_scale_shape`).
+LAYER_SCALE = "LayerScale"
 # The name of the network's GlobalDropPath module when it has fractal joins;
 # `elaborate` reserves it, so no layer can take it.
 GLOBAL_DROP_PATH = "global_drop_path"
@@ -70,6 +74,40 @@ def _batchnorm(op, in_shape, frozen: bool) -> Constructor:
         **_unless(True, affine=op.affine)))
 
 
+def _conv_transpose(op, in_shape) -> Constructor:
+    return Constructor("nn.ConvTranspose2d", (in_shape[0], op.out_channels), dict(
+        kernel_size=op.kernel_size, **_unless((1, 1), stride=op.stride),
+        **_unless((0, 0), padding=op.padding),
+        **_unless((0, 0), output_padding=op.output_padding),
+        **_unless(1, groups=op.groups), **_unless(True, bias=op.bias),
+        **_unless((1, 1), dilation=op.dilation)))
+
+
+def _linear(op, in_shape) -> Constructor:
+    kind = "PointwiseLinear" if op.pointwise else "nn.Linear"
+    return Constructor(kind, (in_shape[0], op.out_features), _unless(True, bias=op.bias))
+
+
+def _layernorm(op, in_shape) -> Constructor:
+    kind = "LayerNorm2d" if len(in_shape) == 3 else "nn.LayerNorm"
+    return Constructor(kind, (in_shape[0],), dict(
+        **_unless(1e-5, eps=op.eps),
+        **_unless(True, elementwise_affine=op.elementwise_affine)))
+
+
+def _upsample(op, in_shape) -> Constructor:
+    factor = op.scale_factor[0] if op.scale_factor[0] == op.scale_factor[1] \
+        else op.scale_factor
+    return Constructor("nn.Upsample", (), dict(
+        scale_factor=factor, **_unless("nearest", mode=op.mode),
+        **({"align_corners": op.align_corners} if op.mode == "bilinear" else {})))
+
+
+def layer_scale_shape(in_shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The parameter's shape: one value per channel, broadcast over H x W."""
+    return (in_shape[0], 1, 1) if len(in_shape) == 3 else (in_shape[0],)
+
+
 def _mean(op, in_shape) -> Constructor:
     keywords = _unless(0.0, p=op.drop_path)
     if op.columns:
@@ -85,8 +123,14 @@ _BY_KIND = {
     O.AdaptivePool: lambda op, s: Constructor(
         "nn.AdaptiveAvgPool2d" if op.op == "adaptive_avgpool" else "nn.AdaptiveMaxPool2d",
         (op.output_size,)),
-    O.Linear: lambda op, s: Constructor("nn.Linear", (s[0], op.out_features),
-                                        _unless(True, bias=op.bias)),
+    O.Linear: _linear,
+    O.ConvTranspose: _conv_transpose,
+    O.Upsample: _upsample,
+    O.LayerNorm: _layernorm,
+    O.LayerScale: lambda op, s: Constructor(LAYER_SCALE, (s[0],), dict(init=op.init)),
+    O.Crop: lambda op, s: Constructor("CenterCrop", (op.size,)),
+    O.ChannelShuffle: lambda op, s: Constructor("ChannelShuffle", (op.groups,)),
+    O.Narrow: lambda op, s: Constructor("Narrow", (op.start, op.length)),
     O.Flatten: lambda op, s: Constructor("nn.Flatten", (1,)),
     O.LocalResponseNorm: lambda op, s: Constructor(
         "nn.LocalResponseNorm", (op.size,), dict(alpha=op.alpha, beta=op.beta, k=op.k)),
@@ -120,9 +164,11 @@ def constructor(op, in_shape: tuple[int, ...], in_place: bool = False,
 
 
 def pad_channels_widths(op: O.PadChannels, in_shape: tuple[int, ...]) -> tuple[int, ...]:
-    """`torch.nn.functional.pad` widths that append zero channels (last dim first)."""
+    """`torch.nn.functional.pad` widths that add zero channels (last dim first)."""
     extra = op.out_channels - in_shape[0]
-    return (0, 0, 0, 0, 0, extra) if len(in_shape) == 3 else (0, extra)
+    before = extra // 2 if op.where == "both" else 0
+    widths = (before, extra - before)
+    return (0, 0, 0, 0) + widths if len(in_shape) == 3 else widths
 
 
 def fractal_joins(nodes) -> tuple[float, int] | None:

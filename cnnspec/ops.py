@@ -147,14 +147,107 @@ class AdaptivePool(_Op):
 
 
 class Linear(_Op):
+    """`pointwise=true` applies it at every position of a C x H x W input, over the
+    channels: a 1x1 conv kept as nn.Linear weights, as ConvNeXt's blocks do."""
+
     op: Literal["linear"] = "linear"
     out_features: Positive
     bias: bool = True
+    pointwise: bool = False
     POSITIONAL: ClassVar = ("out_features",)
     HAS_PARAMS: ClassVar = True
 
     def label(self):
-        return f"linear {self.out_features}"
+        return f"linear {self.out_features}" + (", pointwise" if self.pointwise else "")
+
+
+class ConvTranspose(_Op):
+    """A transposed ("up-") convolution: U-Net's 2x2 up-conv (Ronneberger et al. 2015)."""
+
+    op: Literal["conv_transpose"] = "conv_transpose"
+    out_channels: Positive
+    kernel_size: Pair = (1, 1)
+    stride: Pair = (1, 1)
+    padding: PairOrZero = (0, 0)
+    output_padding: PairOrZero = (0, 0)
+    dilation: Pair = (1, 1)
+    groups: Positive = 1
+    bias: bool = True
+    POSITIONAL: ClassVar = ("out_channels", "kernel_size")
+    HAS_PARAMS: ClassVar = True
+
+    @model_validator(mode="after")
+    def _valid(self):
+        if self.out_channels % self.groups:
+            raise ValueError(f"groups={self.groups} must divide "
+                             f"out_channels={self.out_channels}")
+        for extra, s, d in zip(self.output_padding, self.stride, self.dilation):
+            if extra >= max(s, d):
+                raise ValueError(f"output_padding={extra} must be smaller than the "
+                                 "stride or the dilation")
+        return self
+
+    def label(self):
+        return f"conv_transpose {_kernel_text(self.kernel_size, self.stride)}, " \
+            f"{self.out_channels}"
+
+
+class Upsample(_Op):
+    """Repeat (nearest) or interpolate (bilinear) each pixel by a whole factor."""
+
+    op: Literal["upsample"] = "upsample"
+    scale_factor: Pair = (2, 2)
+    mode: Literal["nearest", "bilinear"] = "nearest"
+    align_corners: bool = False
+    POSITIONAL: ClassVar = ("scale_factor", "mode")
+
+    @model_validator(mode="after")
+    def _corners_need_bilinear(self):
+        if self.align_corners and self.mode != "bilinear":
+            raise ValueError("align_corners applies to mode=bilinear only")
+        return self
+
+    def label(self):
+        factor = self.scale_factor
+        text = f"{factor[0]}" if factor[0] == factor[1] else f"{factor[0]}x{factor[1]}"
+        return f"upsample x{text}, {self.mode}"
+
+
+class Crop(_Op):
+    """The centre `size` of each channel (U-Net's "copy and crop"): the first kept
+    row is floor((H - h) / 2), the first column floor((W - w) / 2)."""
+
+    op: Literal["crop"] = "crop"
+    size: Pair
+    POSITIONAL: ClassVar = ("size",)
+
+    def label(self):
+        return f"crop {self.size[0]}x{self.size[1]}"
+
+
+class ChannelShuffle(_Op):
+    """ShuffleNet's channel shuffle (Zhang et al. 2018): view the channels as
+    groups x (C / groups), transpose, flatten; no parameters."""
+
+    op: Literal["shuffle"] = "shuffle"
+    groups: Annotated[int, Field(ge=2)]
+    POSITIONAL: ClassVar = ("groups",)
+
+    def label(self):
+        return f"shuffle {self.groups}"
+
+
+class Narrow(_Op):
+    """Channels start ... start + length - 1 of the input (`torch.narrow` on dim 1);
+    `split { }` makes one per branch."""
+
+    op: Literal["narrow"] = "narrow"
+    start: Annotated[int, Field(ge=0)]
+    length: Positive
+    POSITIONAL: ClassVar = ("start", "length")
+
+    def label(self):
+        return f"channels {self.start}:{self.start + self.length}"
 
 
 class Flatten(_Op):
@@ -167,6 +260,30 @@ class BatchNorm(_Op):
     momentum: Probability | None = 0.1
     affine: bool = True
     HAS_PARAMS: ClassVar = True
+
+
+class LayerNorm(_Op):
+    """Layer normalization (Ba et al. 2016) over the channels at each position of a
+    C x H x W input (ConvNeXt's LayerNorm2d), or over a flat vector's features."""
+
+    op: Literal["layernorm"] = "layernorm"
+    eps: Annotated[float, Field(gt=0)] = 1e-5
+    elementwise_affine: bool = True
+    HAS_PARAMS: ClassVar = True
+
+
+class LayerScale(_Op):
+    """A learnable per-channel scale, `init` at the start (Touvron et al. 2021,
+    "Going deeper with image transformers"; ConvNeXt). It is a bare parameter of the
+    enclosing block, named by its label (`layer_scale`), not a module."""
+
+    op: Literal["layer_scale"] = "layer_scale"
+    init: float = 1e-6
+    POSITIONAL: ClassVar = ("init",)
+    HAS_PARAMS: ClassVar = True
+
+    def label(self):
+        return f"layer_scale {self.init:g}"
 
 
 class LocalResponseNorm(_Op):
@@ -267,15 +384,19 @@ class Fractal(_Op):
 
 
 class PadChannels(_Op):
-    """Zero channels appended after the input's own, up to `out_channels`: the
-    parameter-free shortcut of He et al. (2015), "option A"."""
+    """Zero channels added to the input's own, up to `out_channels`: the
+    parameter-free shortcut of He et al. (2015), "option A". `where=end` appends
+    them; `where=both` puts half before (rounded down) and the rest after, as the
+    common CIFAR ResNet code does."""
 
     op: Literal["pad_channels"] = "pad_channels"
     out_channels: Positive
+    where: Literal["end", "both"] = "end"
     POSITIONAL: ClassVar = ("out_channels",)
 
     def label(self):
-        return f"pad_channels {self.out_channels}"
+        return f"pad_channels {self.out_channels}" + (
+            ", both sides" if self.where == "both" else "")
 
 
 class Multiply(_Op):
@@ -286,7 +407,9 @@ class Multiply(_Op):
 
 Op = Annotated[Union[Input, Conv, DepthwiseConv, MaxPool, AvgPool, AdaptivePool, Linear,
                      Flatten, BatchNorm, LocalResponseNorm, Dropout, DropPath, Activation,
-                     LeakyReLU, ELU, Softmax, Concat, Add, Mean, Multiply, PadChannels],
+                     LeakyReLU, ELU, Softmax, Concat, Add, Mean, Multiply, PadChannels,
+                     ConvTranspose, Upsample, Crop, ChannelShuffle, Narrow, LayerNorm,
+                     LayerScale],
                Field(discriminator="op")]
 
 
@@ -309,7 +432,11 @@ LAYER_MODELS: dict[str, type[_Op]] = {
     "linear": Linear, "flatten": Flatten, "batchnorm": BatchNorm,
     "lrn": LocalResponseNorm, "dropout": Dropout, "drop_path": DropPath,
     "leaky_relu": LeakyReLU, "elu": ELU, "softmax": Softmax,
-    "pad_channels": PadChannels,
+    "pad_channels": PadChannels, "conv_transpose": ConvTranspose, "upsample": Upsample,
+    "crop": Crop, "shuffle": ChannelShuffle, "narrow": Narrow, "layernorm": LayerNorm,
+    "layer_scale": LayerScale,
     **{name: Activation for name in Activation.model_fields["op"].annotation.__args__},
 }
-LAYER_SYNONYMS = {"swish": "silu"}
+LAYER_SYNONYMS = {"swish": "silu", "deconv": "conv_transpose"}
+# Words a layer argument may give bare, without quotes: `upsample 2 bilinear`.
+WORDS = frozenset({"nearest", "bilinear", "end", "both"})

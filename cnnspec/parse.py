@@ -8,6 +8,8 @@ deeply nested or syntactically wrong text. The grammar is `grammar/cnnspec.lark`
 
 from __future__ import annotations
 
+import re
+
 import os
 import tempfile
 from functools import lru_cache
@@ -52,12 +54,14 @@ class _PostLexer:
     @staticmethod
     def _keywords_as_labels(stream, Token):
         """A keyword right before `:` is a label: torchvision calls a module `block`.
-        Right after `network` or `block`, it is the definition's name."""
+        Right after `network` or `block`, it is the definition's name; `block{`
+        starts a label template (RegNet's `block{s}-{i}`)."""
         held = before = None
         for token in stream:
             if held is not None:
                 if held.type.isupper() and held.type not in _NOT_KEYWORDS and (
-                        token.type == "COLON" or before in ("NETWORK", "BLOCK")):
+                        token.type == "COLON" or before in ("NETWORK", "BLOCK")
+                        or (held.type == "BLOCK" and token.type == "_LBRACE_NAME")):
                     yield from _as_label(held, Token)
                 else:
                     yield held
@@ -232,12 +236,18 @@ def _syntax_help(source: SourceFile, token, expected) -> str:
         return "shapes are written with `x`, like `-> 64x56x56`; repeats with `* n`"
     if token.type == "COLON":
         return "only layers take a name (`name: layer`); is a newline missing before it?"
+    if token.type in ("MINUS", "PLUS", "SLASH", "DSLASH"):
+        line = source.text[source.text.rfind("\n", 0, token.start_pos) + 1:token.start_pos]
+        count = re.search(r"\*\s*([A-Za-z_]\w*|\d+)\s*$", line)
+        if count:
+            return (f"a repeat count that is an expression needs parentheses: "
+                    f"`* ({count.group(1)} {text} ...)`")
     return ""
 
 
 # Families of tokens named as one thing in "expected ..." lists.
 _FAMILIES = (
-    ("a layer or statement", {"RESIDUAL", "CONCAT", "ADD", "MEAN", "MULTIPLY", "DENSE",
+    ("a layer or statement", {"RESIDUAL", "CONCAT", "ADD", "MEAN", "MULTIPLY", "SPLIT", "DENSE", "INT",
                               "GATE", "AUX", "REPEAT", "INPUT", "OPTION", "LET", "IF",
                               "TRAIN", "LBRACE", "NAME", "CALLNAME"}),
     ("a value", {"INT", "FLOAT", "STRING", "NAME", "CALLNAME", "LPAR", "MINUS", "PLUS",

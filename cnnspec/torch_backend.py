@@ -25,7 +25,8 @@ from torch.nn import functional as F
 
 from . import ops as O
 from .ir import Node, ancestors, in_place_nodes
-from .layers import GLOBAL_DROP_PATH, constructor, fractal_joins, pad_channels_widths
+from .layers import (GLOBAL_DROP_PATH, LAYER_SCALE, constructor, fractal_joins,
+                     layer_scale_shape, pad_channels_widths)
 
 
 class DropPath(nn.Module):
@@ -65,6 +66,74 @@ class FrozenBatchNorm1d(nn.BatchNorm1d):
 
     def train(self, mode: bool = True):
         return super().train(False)
+
+
+class LayerNorm2d(nn.LayerNorm):
+    """Layer normalization over the channels at each position of an N x C x H x W
+    batch, as torchvision's ConvNeXt LayerNorm2d: nn.LayerNorm's parameters and
+    state-dict keys, applied channels-last."""
+
+    def forward(self, x):
+        x = x.permute(0, 2, 3, 1)
+        x = nn.functional.layer_norm(x, self.normalized_shape, self.weight, self.bias,
+                                     self.eps)
+        return x.permute(0, 3, 1, 2)
+
+
+class PointwiseLinear(nn.Linear):
+    """nn.Linear over the channels at every position of an N x C x H x W batch (a 1x1
+    conv with nn.Linear's weights, as ConvNeXt's blocks store them)."""
+
+    def forward(self, x):
+        return super().forward(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+
+class ChannelShuffle(nn.Module):
+    """ShuffleNet's channel shuffle (Zhang et al. 2018): channels viewed as
+    groups x (C / groups), transposed and flattened back."""
+
+    def __init__(self, groups: int):
+        super().__init__()
+        self.groups = groups
+
+    def forward(self, x):
+        n, c, h, w = x.shape
+        x = x.view(n, self.groups, c // self.groups, h, w).transpose(1, 2)
+        return x.reshape(n, c, h, w)
+
+    def extra_repr(self):
+        return f"groups={self.groups}"
+
+
+class Narrow(nn.Module):
+    """Channels start ... start + length - 1 (a view, no copy)."""
+
+    def __init__(self, start: int, length: int):
+        super().__init__()
+        self.start, self.length = start, length
+
+    def forward(self, x):
+        return x.narrow(1, self.start, self.length)
+
+    def extra_repr(self):
+        return f"start={self.start}, length={self.length}"
+
+
+class CenterCrop(nn.Module):
+    """The centre size[0] x size[1] of each channel (U-Net's "copy and crop"); the
+    first row kept is floor((H - h) / 2)."""
+
+    def __init__(self, size: int | tuple[int, int]):
+        super().__init__()
+        self.size = (size, size) if isinstance(size, int) else tuple(size)
+
+    def forward(self, x):
+        h, w = self.size
+        top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+        return x[..., top:top + h, left:left + w]
+
+    def extra_repr(self):
+        return f"size={self.size}"
 
 
 class MeanJoin(nn.Module):
@@ -125,7 +194,7 @@ def module_for(op, in_shape: tuple[int, ...], in_place: bool = False,
                frozen: bool = False) -> nn.Module | None:
     """The nn.Module for one layer (`layers.constructor`), or None for a function."""
     made = constructor(op, in_shape, in_place, frozen)
-    if made is None:
+    if made is None or made.name == LAYER_SCALE:
         return None
     kind = getattr(nn, made.name[3:]) if made.name.startswith("nn.") \
         else globals()[made.name]
@@ -154,22 +223,33 @@ def _root_modules(spec, in_place: set[int]) -> tuple[nn.Module, set[str]]:
     root = nn.Module()
     names = set()
     for node in spec.graph.nodes[1:]:
-        inputs = node.inputs
-        module = module_for(node.op, spec.table[inputs[0]].shape if inputs else (),
-                            node.id in in_place, node.frozen)
+        in_shape = spec.table[node.inputs[0]].shape if node.inputs else ()
+        if type(node.op) is O.LayerScale:
+            parent, leaf = _parent(root, node.name)
+            value = torch.full(layer_scale_shape(in_shape), float(node.op.init))
+            parent.register_parameter(leaf, nn.Parameter(value,
+                                                         requires_grad=not node.frozen))
+            continue
+        module = module_for(node.op, in_shape, node.id in in_place, node.frozen)
         if module is not None:
             names.add(node.name)
-            parent = root
-            *path, leaf = node.name.split(".")
-            for part in path:
-                if not hasattr(parent, part):
-                    parent.add_module(part, nn.Module())
-                parent = getattr(parent, part)
+            parent, leaf = _parent(root, node.name)
             parent.add_module(leaf, module.requires_grad_(not node.frozen))
     fractal = fractal_joins(spec.graph.nodes)
     if fractal:
         root.add_module(GLOBAL_DROP_PATH, GlobalDropPath(*fractal))
     return root, names
+
+
+def _parent(root: nn.Module, name: str) -> tuple[nn.Module, str]:
+    """The module that holds `name` (containers made as needed), and its last part."""
+    parent = root
+    *path, leaf = name.split(".")
+    for part in path:
+        if not hasattr(parent, part):
+            parent.add_module(part, nn.Module())
+        parent = getattr(parent, part)
+    return parent, leaf
 
 
 def _graph(spec, modules: set[str], in_place: set[int], training: bool) -> fx.Graph:
@@ -187,6 +267,9 @@ def _graph(spec, modules: set[str], in_place: set[int], training: bool) -> fx.Gr
             values[node.id] = graph.placeholder("x")
             if fractal_joins(spec.graph.nodes):
                 column = graph.call_module(GLOBAL_DROP_PATH, ())
+        elif type(node.op) is O.LayerScale:
+            scale = graph.get_attr(node.name)
+            values[node.id] = graph.call_function(operator.mul, (scale, args[0]))
         elif node.name in modules:
             extra = {"column": column} if getattr(node.op, "columns", ()) else {}
             values[node.id] = graph.call_module(node.name, tuple(args), extra)

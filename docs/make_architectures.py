@@ -46,12 +46,19 @@ FAMILIES = [
     (r"squeezenet", "SqueezeNet", "squeezenet"),
     (r"densenet", "DenseNet", "densenet"),
     (r"efficientnet", "EfficientNet", "efficientnet"),
+    (r"mobilenet", "MobileNet", "mobilenet"),
+    (r"mnasnet", "MnasNet", "mnasnet"),
+    (r"shufflenet", "ShuffleNet", "shufflenet"),
+    (r"regnet", "RegNet", "regnet"),
+    (r"convnext", "ConvNeXt", "convnext"),
+    (r"unet", "U-Net", "u-net"),
 ]
 # Display order of the families (the list above is in matching order: `wide_resnet`
 # and `resnext` must be tried before `resnet`).
 ORDER = ["LeNet", "AlexNet", "ZFNet", "VGG", "Network in Network", "GoogLeNet / Inception",
          "ResNet", "Pre-activation ResNet", "Wide ResNet", "ResNeXt", "Stochastic depth",
-         "FractalNet", "SqueezeNet", "DenseNet", "EfficientNet"]
+         "FractalNet", "SqueezeNet", "DenseNet", "MobileNet", "ShuffleNet", "MnasNet",
+         "EfficientNet", "RegNet", "ConvNeXt", "U-Net"]
 
 # What each architecture introduced: (heading, citation, story). Hand-written.
 STORIES = [
@@ -170,7 +177,55 @@ STORIES = [
      "architecture search, is built from inverted-residual (MBConv) blocks with "
      "depthwise convs and squeeze-and-excitation; B1 to B7 scale it up, reaching the "
      "best ImageNet accuracy of its time with several times fewer parameters and "
-     "MACs than earlier networks."),
+     "MACs than earlier networks. EfficientNetV2 (Tan & Le 2021, \"Smaller Models "
+     "and Faster Training\") replaces the early MBConv stages by fused ones (one "
+     "full 3x3 conv instead of a 1x1 expansion and a depthwise conv), which train "
+     "faster on accelerators; its S, M and L share one stage table format."),
+    ("MobileNet",
+     'Sandler, Howard, Zhu, Zhmoginov & Chen (2018), "MobileNetV2: Inverted Residuals '
+     'and Linear Bottlenecks", *CVPR*; Howard et al. (2019), "Searching for '
+     'MobileNetV3", *ICCV*.',
+     "Networks for phones. V2's block expands a thin tensor with a 1x1 conv, filters "
+     "it depthwise and projects it back without a nonlinearity (a linear bottleneck), "
+     "with the residual between the thin ends. V3 keeps the block, adds squeeze-and-"
+     "excitation and the cheap hard-swish activation, and takes its layer table from "
+     "architecture search; Small and Large share every block."),
+    ("ShuffleNet",
+     'Ma, Zhang, Zheng & Sun (2018), "ShuffleNet V2: Practical Guidelines for '
+     'Efficient CNN Architecture Design", *ECCV*.',
+     "Measured speed rather than counted operations. A unit splits its channels in "
+     "two, passes one half unchanged and sends the other through a 1x1, depthwise "
+     "3x3, 1x1 branch of equal width, concatenates the halves and shuffles the "
+     "channels so that information crosses between them in the next unit. The specs "
+     "say this with `split { }` and `shuffle 2`."),
+    ("MnasNet",
+     'Tan, Chen, Pang, Vasudevan, Sandler, Howard & Le (2019), "MnasNet: '
+     'Platform-Aware Neural Architecture Search for Mobile", *CVPR*.',
+     "Architecture search with measured phone latency in the reward. The result is a "
+     "MobileNetV2-like stack of inverted residuals with 3x3 and 5x5 kernels; the four "
+     "torchvision widths come from one width multiplier, applied in the spec by the "
+     "language's own rounding rule."),
+    ("RegNet",
+     'Radosavovic, Kosaraju, Girshick, He & Dollar (2020), "Designing Network Design '
+     'Spaces", *CVPR*.',
+     "Instead of one network, a rule for good ones: block widths grow linearly "
+     "with depth (w0 + wa * j) and are then quantized to a few stage widths by powers "
+     "of wm. One block file computes all 15 torchvision models from these design-space "
+     "numbers with `log`, `pow` and `round`; the Y models add squeeze-and-excitation."),
+    ("ConvNeXt",
+     'Liu, Mao, Wu, Feichtenhofer, Darrell & Xie (2022), "A ConvNet for the 2020s", '
+     '*CVPR*.',
+     "A ResNet modernised step by step towards the Swin transformer's design: a 4x4 "
+     "patchify stem, stage ratios 3:3:9:3, 7x7 depthwise convs, an inverted bottleneck "
+     "with GELU, layer normalization and a learnable per-channel layer scale. It "
+     "matches transformers of its size while remaining a plain CNN."),
+    ("U-Net",
+     'Ronneberger, Fischer & Brox (2015), "U-Net: Convolutional Networks for '
+     'Biomedical Image Segmentation", *MICCAI*.',
+     "A segmentation network: a contracting path of convs and poolings, then an "
+     "expanding path of up-convolutions, each joined with the encoder map of the same "
+     "scale (cropped to size in the paper). These long skips are written by naming "
+     "the earlier tensor: `concat { enc4, crop 56; identity }`."),
 ]
 
 

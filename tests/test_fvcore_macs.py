@@ -26,10 +26,25 @@ COUNTERPARTS = {path.stem: path.stem.removesuffix("_torchvision")
                 for path in sorted(SPECS.glob("*.cnn"))
                 if path.stem.removesuffix("_torchvision") in tvm.list_models()
                 and path.stem != "alexnet"}
+# fvcore runs the model: above 10 GMACs (torchvision's documented figure) that costs
+# seconds per model on a CPU, so those are compared by benchmarks/zoo_parity.py
+# (the same comparison, and eval outputs at native resolution), not in the suite.
+HEAVY_GMACS = 10.0
+# The vision transformers (ViT, Swin, MaxViT) are not convolutional networks.
+TRANSFORMERS = ("vit_", "swin_", "maxvit_")
+
+
+def _documented_gmacs(name: str) -> float:
+    weights = tvm.get_model_weights(name)
+    at_224 = [w for w in weights if w.transforms().crop_size[0] == 224]
+    return min(w.meta["_ops"] for w in at_224 or list(weights))
 
 
 def test_every_torchvision_counterpart_is_compared():
-    assert len(COUNTERPARTS) == 33
+    classifiers = [n for n in tvm.list_models(module=tvm)
+                   if not n.startswith(TRANSFORMERS)]
+    assert len(classifiers) == 68
+    assert sorted(set(COUNTERPARTS.values())) == sorted(classifiers)
     assert COUNTERPARTS["alexnet_torchvision"] == "alexnet"
 
 
@@ -44,11 +59,17 @@ def _fvcore_layer_macs(model: nn.Module, shape) -> dict[str, int]:
             if isinstance(module, (nn.Conv2d, nn.Linear))}
 
 
-@pytest.mark.parametrize("name", sorted(COUNTERPARTS))
+@pytest.mark.parametrize("name", sorted(n for n, model in COUNTERPARTS.items()
+                                         if _documented_gmacs(model) <= HEAVY_GMACS))
 def test_macs_equal_fvcore_layer_by_layer(name):
     spec = cnnspec.load(SPECS / f"{name}.cnn")
-    extra = {"aux_logits": False, "init_weights": False} if name == "googlenet" else {}
-    with torch.device("meta"):
+    # Auxiliary heads run in training only; fvcore traces eval mode.
+    extra = {"aux_logits": False, "init_weights": False} \
+        if name in ("googlenet", "inception_v3") else {}
+    # torchvision computes RegNet's widths with tensor ops, which meta tensors cannot
+    # read back: those are built on the CPU.
+    device = "cpu" if name.startswith("regnet") else "meta"
+    with torch.device(device):
         reference = getattr(tvm, COUNTERPARTS[name])(weights=None, **extra).eval()
     reference = reference.to_empty(device="cpu")
     expected = _fvcore_layer_macs(reference, spec.input_shape)

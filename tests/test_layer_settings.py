@@ -23,6 +23,8 @@ import torch
 from conftest import SPECS
 from parity_helpers import randomise_batchnorm
 from torch import nn
+from torchvision.models.convnext import LayerNorm2d
+from torchvision.models.shufflenetv2 import channel_shuffle
 from torchvision.ops import StochasticDepth
 
 import cnnspec
@@ -129,6 +131,28 @@ CASES = {
     "elu": Case("elu", "4x3x3", "a: elu 0.5", lambda: _seq(a=nn.ELU(alpha=0.5))),
     "softmax": Case("softmax", "5x2x2", "a: softmax", lambda: _seq(a=nn.Softmax(dim=1))),
     "softmax_flat": Case("softmax", "7", "a: softmax", lambda: _seq(a=nn.Softmax(dim=1))),
+    # Upsampling and the ConvNeXt layers.
+    "conv_transpose": Case("conv_transpose", "4x5x5",
+                           "a: conv_transpose 6 k=3 s=2 p=1 output_padding=1 g=2 "
+                           "bias=false",
+                           lambda: _seq(a=nn.ConvTranspose2d(4, 6, 3, 2, 1, 1, groups=2,
+                                                             bias=False))),
+    "deconv": Case("deconv", "4x5x5", "a: deconv 3 2 s=2 d=2",
+                   lambda: _seq(a=nn.ConvTranspose2d(4, 3, 2, 2, dilation=2))),
+    "upsample": Case("upsample", "3x4x5", "a: upsample 3",
+                     lambda: _seq(a=nn.Upsample(scale_factor=3))),
+    "upsample_bilinear": Case("upsample", "3x4x5",
+                              "a: upsample (2, 3) bilinear align_corners=true",
+                              lambda: _seq(a=nn.Upsample(scale_factor=(2, 3),
+                                                         mode="bilinear",
+                                                         align_corners=True)),
+                              attributes=("scale_factor", "mode", "align_corners")),
+    # torchvision's ConvNeXt LayerNorm2d: a different class with the same settings.
+    "layernorm": Case("layernorm", "6x3x3", "a: layernorm eps=1e-6",
+                      lambda: _seq(a=LayerNorm2d(6, eps=1e-6)),
+                      attributes=("normalized_shape", "eps", "elementwise_affine")),
+    "layernorm_flat": Case("layernorm", "6", "a: layernorm elementwise_affine=false",
+                           lambda: _seq(a=nn.LayerNorm(6, elementwise_affine=False))),
 }
 # Activations without settings.
 for _kind, _module in {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh,
@@ -159,6 +183,14 @@ FUNCTIONS = {
     "dense": ("4x3x3", "a: dense { tanh }", lambda x: torch.cat([x, x.tanh()], 1)),
     "gate": ("4x3x3", "a: gate { avgpool global; sigmoid }",
              lambda x: x * x.mean((2, 3), keepdim=True).sigmoid()),
+    "split": ("4x3x3", "a: split { identity; tanh }",
+              lambda x: torch.cat([x[:, :2], x[:, 2:].tanh()], 1)),
+    "shuffle": ("6x3x3", "a: shuffle 3", lambda x: channel_shuffle(x, 3)),
+    "narrow": ("6x3x3", "a: narrow 1 4", lambda x: x[:, 1:5]),
+    "crop": ("2x7x6", "a: crop (3, 4)", lambda x: x[:, :, 2:5, 1:5]),
+    "pad_channels_both": ("4x3x3", "a: pad_channels 7 where=both",
+                          lambda x: torch.cat([torch.zeros(x.shape[0], 1, 3, 3), x,
+                                               torch.zeros(x.shape[0], 2, 3, 3)], 1)),
 }
 
 PAIRS = ("kernel_size", "stride", "padding", "dilation", "output_size")
@@ -258,6 +290,20 @@ def test_functions_and_joins_compute_what_they_say(name, backend):
     assert sum(p.numel() for p in model.parameters()) == 0
 
 
+@pytest.mark.parametrize("backend", ["build", "generated"])
+def test_layer_scale_is_a_parameter_of_its_block_starting_at_init(backend):
+    """ConvNeXt's `layer_scale`: the block's own parameter (no module of its own),
+    C x 1 x 1, filled with `init`, multiplying the input."""
+    spec = _spec("5x2x2", "blk: { layer_scale: layer_scale 0.25 }")
+    model = _build(spec, backend)
+    assert {k: tuple(v.shape) for k, v in model.state_dict().items()} == \
+        {"blk.layer_scale": (5, 1, 1)}
+    x = _input(spec)
+    with torch.no_grad():
+        torch.testing.assert_close(model(x), 0.25 * x)
+    assert spec.params == 5
+
+
 FROZEN = "frozen {\n    a: batchnorm eps=0.001 momentum=0.3\n}"
 
 
@@ -342,9 +388,9 @@ def test_block_arguments_reach_the_layers(backend):
 def test_every_layer_kind_has_a_case():
     """A layer kind added to the language without a case here fails this test."""
     covered = {case.kind for case in CASES.values()} | \
-        {layers.split()[1] for _, layers, _ in FUNCTIONS.values()}
+        {layers.split()[1] for _, layers, _ in FUNCTIONS.values()} | {"layer_scale"}
     assert set(LAYER_MODELS) | set(LAYER_SYNONYMS) <= covered
-    joins = {"concat", "add", "mean", "multiply", "residual", "dense", "gate"}
+    joins = {"concat", "add", "mean", "multiply", "residual", "dense", "gate", "split"}
     assert joins <= covered
 
 

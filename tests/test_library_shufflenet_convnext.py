@@ -1,0 +1,250 @@
+"""ShuffleNet V2 0.5x/1x/1.5x/2x and ConvNeXt-T/S/B/L against torchvision.
+
+For every spec: the parameter count is torchvision's (its weights' documented count and
+the sum over the model's parameters), the state dict has torchvision's keys and shapes
+(ConvNeXt's bare `layer_scale` parameters included) and loads strictly, and the MACs
+are torchvision's documented "GFLOPS" (multiply-adds, at the weights' 224x224 crop)
+within 1% and equal to torch's flop counter run on torchvision's model. Eval outputs
+are compared for every model, with every batchnorm (ShuffleNet) or every layer norm and
+layer scale (ConvNeXt) randomised first: fresh layer scales of 1e-6 make ConvNeXt's
+blocks nearly the identity, which would hide a wrong block. ShuffleNets and ConvNeXt-T
+run at 224x224; ConvNeXt-S/B/L at 64x64, since the compiled graph does not depend on
+the input size. Train-mode outputs and one SGD step are compared for ShuffleNet V2 0.5x
+and ConvNeXt-T (whose stochastic depth draws the same random numbers under one seed),
+the output shape of every stage against torchvision's, and the standalone PyTorch
+source that `cnnspec.codegen.to_python` writes against the built module.
+
+The ShuffleNets (specs/blocks/shufflenet.cnn) differ only in the output channels of
+table 5 of Ma et al. (2018); the ConvNeXts (specs/blocks/convnext.cnn) only in depths,
+widths and the stochastic depth probability."""
+
+import pytest
+import torch
+import torchvision.models as tvm
+from conftest import SPECS
+from parity_helpers import (
+    assert_outputs_close,
+    check_training_step,
+    randomise_batchnorm,
+)
+from torch import nn
+
+import cnnspec
+from cnnspec.codegen import class_name_of, to_python
+
+# name -> torchvision weights enum
+SHUFFLENETS = {
+    "shufflenet_v2_x0_5": tvm.ShuffleNet_V2_X0_5_Weights,
+    "shufflenet_v2_x1_0": tvm.ShuffleNet_V2_X1_0_Weights,
+    "shufflenet_v2_x1_5": tvm.ShuffleNet_V2_X1_5_Weights,
+    "shufflenet_v2_x2_0": tvm.ShuffleNet_V2_X2_0_Weights,
+}
+CONVNEXTS = {
+    "convnext_tiny": tvm.ConvNeXt_Tiny_Weights,
+    "convnext_small": tvm.ConvNeXt_Small_Weights,
+    "convnext_base": tvm.ConvNeXt_Base_Weights,
+    "convnext_large": tvm.ConvNeXt_Large_Weights,
+}
+MODELS = {**SHUFFLENETS, **CONVNEXTS}
+# Compared at 64x64 instead of the native 224x224, to keep the file fast.
+REDUCED = {"convnext_small", "convnext_base", "convnext_large"}
+
+
+def _reference(name, device="cpu"):
+    with torch.device(device):
+        return getattr(tvm, name)(weights=None)
+
+
+def _shapes(module):
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def randomise_layer_norms_and_scales(model: nn.Module, seed: int = 2) -> int:
+    """Give every layer norm of `model` an affine map far from the identity (weight of
+    magnitude 0.5 to 1.5 with a random sign, bias ~ N(0, 0.2^2)) and every
+    `layer_scale` parameter values of magnitude 0.2 to 1 with a random sign, instead of
+    1e-6. Returns how many tensors it changed."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def signed(shape, low, high):
+        sign = torch.where(torch.rand(shape, generator=generator) < 0.5, -1.0, 1.0)
+        return sign * (low + (high - low) * torch.rand(shape, generator=generator))
+
+    changed = 0
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.weight.copy_(signed(module.weight.shape, 0.5, 1.5))
+                module.bias.copy_(0.2 * torch.randn(module.bias.shape, generator=generator))
+                changed += 1
+        for key, parameter in model.named_parameters():
+            if key.endswith("layer_scale"):
+                parameter.copy_(signed(parameter.shape, 0.2, 1.0))
+                changed += 1
+    return changed
+
+
+def _randomised_reference(name):
+    torch.manual_seed(0)
+    reference = _reference(name)
+    if name in SHUFFLENETS:
+        assert randomise_batchnorm(reference) > 0
+    else:
+        assert randomise_batchnorm(reference) == 0  # ConvNeXt has no batchnorm
+        assert randomise_layer_norms_and_scales(reference) > 0
+    return reference
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_parameters_and_state_dict_keys_match_torchvision(name):
+    spec = cnnspec.load(SPECS / f"{name}.cnn")
+    assert spec.params == MODELS[name].IMAGENET1K_V1.meta["num_params"]
+    with torch.device("meta"):
+        model = cnnspec.build(spec)
+    reference = _reference(name, "meta")
+    assert spec.params == sum(p.numel() for p in reference.parameters())
+    assert _shapes(model) == _shapes(reference)
+
+
+def _torch_macs(model, shape):
+    """Eval-mode multiply-adds of one image: torch's flop counter (two flops per
+    multiply-add of convolutions and matrix products), on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"), FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(torch.empty((1,) + shape))
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_macs_match_torchvision_documented_gflops(name):
+    """torchvision documents "GFLOPS" rounded to three decimals, which for ShuffleNet
+    V2 0.5x (0.04048 G) is itself 1.2% off: within 1% or half a unit of the last
+    decimal. Layer norms, GELU, layer scales, shuffles and stochastic depth count no
+    MACs, as in torch's flop counter, which must agree exactly."""
+    weights = MODELS[name].IMAGENET1K_V1
+    crop = weights.transforms().crop_size[0]
+    spec = cnnspec.load(SPECS / f"{name}.cnn")
+    assert spec.input_shape == (3, crop, crop)
+    assert spec.macs / 1e9 == pytest.approx(weights.meta["_ops"], rel=0.01, abs=0.0005)
+    assert spec.macs == _torch_macs(_reference(name, "meta"), spec.input_shape)
+
+
+# What the state dict does not show: conv geometry, norm eps, ConvNeXt's stochastic
+# depth (torchvision's linear rule 0.1/0.4/0.5/0.5 * block / (blocks - 1), row mode).
+_SETTINGS = {
+    nn.Conv2d: ("kernel_size", "stride", "padding", "dilation", "groups"),
+    nn.BatchNorm2d: ("eps", "momentum", "affine", "track_running_stats"),
+    nn.LayerNorm: ("normalized_shape", "eps", "elementwise_affine"),
+    nn.Linear: ("in_features", "out_features"),
+    nn.GELU: ("approximate",),
+}
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_every_layer_has_torchvision_settings(name):
+    with torch.device("meta"):
+        model = cnnspec.build(SPECS / f"{name}.cnn")
+    reference = _reference(name, "meta")
+    ours = dict(model.named_modules())
+    drops = 0
+    for key, module in reference.named_modules():
+        if type(module).__name__ == "StochasticDepth":
+            assert module.mode == "row"
+            assert ours[key].p == pytest.approx(module.p, abs=1e-12), key
+            drops += 1
+            continue
+        for kind, fields in _SETTINGS.items():
+            if isinstance(module, kind):
+                assert isinstance(ours[key], kind), key
+                for field in fields:
+                    assert getattr(ours[key], field) == getattr(module, field), (key, field)
+    if name in CONVNEXTS:
+        assert drops == sum(1 for k in reference.state_dict() if k.endswith("layer_scale"))
+        assert drops > 0
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_strict_load_and_equal_eval_outputs(name):
+    reference = _randomised_reference(name).eval()
+    spec = cnnspec.load(SPECS / f"{name}.cnn")
+    model = cnnspec.build(spec).eval()
+    model.load_state_dict(reference.state_dict(), strict=True)
+    shape = (3, 64, 64) if name in REDUCED else spec.input_shape
+    x = torch.randn((1,) + shape)
+    with torch.no_grad():
+        expected, found = reference(x), model(x)
+    assert_outputs_close(found, expected)
+
+
+# In train mode: batchnorm on batch statistics, ConvNeXt's stochastic depth drawing the
+# same random numbers under one seed, then one SGD step (parameters, layer scales and
+# running statistics equal afterwards).
+@pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "convnext_tiny"])
+def test_training_step_matches_torchvision(name):
+    reference = _randomised_reference(name)
+    model = cnnspec.build(SPECS / f"{name}.cnn")
+    model.load_state_dict(reference.state_dict(), strict=True)
+    check_training_step(reference, model, torch.randn(2, 3, 64, 64))
+
+
+def _child_shapes(module, shape):
+    """The output shape (without the batch) of every child of torchvision's
+    `features` (ConvNeXt) or of the model itself (ShuffleNet), by name, in a
+    meta-device forward pass of one image."""
+    shapes = {}
+
+    def hook(name):
+        def record(_module, _args, output):
+            shapes[name] = tuple(output.shape[1:])
+        return record
+
+    features = getattr(module, "features", None)
+    children = ([(f"features.{k}", c) for k, c in features.named_children()]
+                if features is not None else list(module.named_children()))
+    handles = [child.register_forward_hook(hook(key)) for key, child in children]
+    with torch.device("meta"), torch.no_grad():
+        module.eval()(torch.empty((1,) + shape))
+    for handle in handles:
+        handle.remove()
+    return shapes
+
+
+def _scope_output_shapes(spec, names):
+    """The shape each named scope puts out: that of the last layer inside it."""
+    shapes = {}
+    for node in spec.graph.nodes:
+        for name in names:
+            if node.name == name or node.name.startswith(name + "."):
+                shapes[name] = spec.table[node.id].shape
+    return shapes
+
+
+@pytest.mark.parametrize("name", list(MODELS))
+def test_stage_shapes_match_torchvision(name):
+    """ShuffleNet: conv1, maxpool, stage2-4, conv5, fc. ConvNeXt: every entry of
+    `features` (the stem, the four stages, the three downsampling layers)."""
+    spec = cnnspec.load(SPECS / f"{name}.cnn")
+    expected = _child_shapes(_reference(name, "meta"), spec.input_shape)
+    assert len(expected) >= 7
+    assert _scope_output_shapes(spec, expected) == expected
+
+
+@pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "convnext_tiny"])
+def test_generated_python_matches_the_built_module(name):
+    """The standalone source from `to_python` defines the same module: torchvision's
+    state dict loads strictly into it and it gives the same eval outputs."""
+    spec = cnnspec.load(SPECS / f"{name}.cnn")
+    source = to_python(spec)
+    namespace: dict = {}
+    exec(compile(source, f"{name}.py", "exec"), namespace)  # noqa: S102 - our own source
+    generated = namespace[class_name_of(source)]().eval()
+    reference = _randomised_reference(name).eval()
+    generated.load_state_dict(reference.state_dict(), strict=True)
+    built = cnnspec.build(spec).eval()
+    built.load_state_dict(reference.state_dict(), strict=True)
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        expected = reference(x)
+        assert_outputs_close(built(x), expected)
+        assert_outputs_close(generated(x), expected)

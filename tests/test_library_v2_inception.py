@@ -1,0 +1,224 @@
+"""EfficientNetV2-S/M/L, Inception-v3 and ResNeXt-101 (64x4d) against torchvision.
+
+For every spec: the parameter count is torchvision's and its weights' documented one,
+the state dict has torchvision's keys and shapes (compared on the meta device) and
+loads strictly, the MACs are torchvision's documented "GFLOPS" (which count
+multiply-adds, at the weights' crop size) within 1% and torch's FLOP counter's
+exactly, the input is the weights' crop size, and the shape after every stage is the
+one torchvision's modules produce. Eval outputs are compared (batch 1, every
+batchnorm's statistics and affine parameters randomised first, to 1e-5): at the
+native resolution for the models under 10 GMACs (Inception-v3, EfficientNetV2-S), on a
+128x128 input for the heavier ones (the compiled graph does not depend on the input
+size; a separate benchmark compares every model at its native resolution). In train
+mode (batchnorm on batch statistics, dropout, stochastic depth, Inception-v3's
+auxiliary head), outputs and one SGD step are compared for Inception-v3 and
+EfficientNetV2-S. torchvision is the source of every expected number."""
+
+import pytest
+import torch
+import torchvision.models as tvm
+from conftest import SPECS
+from parity_helpers import (
+    assert_outputs_close,
+    check_training_step,
+    randomise_batchnorm,
+)
+from torch import nn
+
+import cnnspec
+
+# name -> torchvision weights enum
+MODELS = {
+    "efficientnet_v2_s": tvm.EfficientNet_V2_S_Weights,
+    "efficientnet_v2_m": tvm.EfficientNet_V2_M_Weights,
+    "efficientnet_v2_l": tvm.EfficientNet_V2_L_Weights,
+    "inception_v3": tvm.Inception_V3_Weights,
+    "resnext101_64x4d": tvm.ResNeXt101_64X4D_Weights,
+}
+# Eval parity for the models over 10 GMACs on a smaller input, to keep the suite fast.
+REDUCED = {"efficientnet_v2_m": 128, "efficientnet_v2_l": 128, "resnext101_64x4d": 128}
+
+_SPECS = {}
+
+
+def _spec(name, **params):
+    """Load each spec once (the tests only read it)."""
+    key = (name, tuple(sorted(params.items())))
+    if key not in _SPECS:
+        _SPECS[key] = cnnspec.load(SPECS / f"{name}.cnn", **params)
+    return _SPECS[key]
+
+
+def _reference(name, device="cpu", **kwargs):
+    if name == "inception_v3":
+        # weights=None: transform_input=False (only the pretrained weights turn it on);
+        # init_weights=True is its default, spelled out to silence its FutureWarning.
+        kwargs.setdefault("init_weights", True)
+    with torch.device(device):
+        return getattr(tvm, name)(weights=None, **kwargs)
+
+
+def _shapes(module):
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def _weights(name):
+    return MODELS[name].IMAGENET1K_V1
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_parameters_and_state_dict_keys_match_torchvision(name):
+    spec = _spec(name)
+    assert spec.params == _weights(name).meta["num_params"]
+    with torch.device("meta"):
+        model = cnnspec.build(spec)
+    reference = _reference(name, "meta")
+    assert spec.params == sum(p.numel() for p in reference.parameters())
+    assert _shapes(model) == _shapes(reference)
+
+
+def _torch_macs(model, shape):
+    """Eval-mode multiply-adds of one image: torch's flop counter (two flops per
+    multiply-add of convolutions and matrix products), on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"), FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(torch.empty((1,) + shape))
+    return counter.get_total_flops() // 2
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_macs_and_input_match_torchvision(name):
+    weights = _weights(name)
+    crop = weights.transforms().crop_size[0]
+    spec = _spec(name)
+    assert spec.input_shape == (3, crop, crop)
+    assert spec.output_shape == (len(weights.meta["categories"]),)
+    assert spec.macs / 1e9 == pytest.approx(weights.meta["_ops"], rel=0.01)
+    assert spec.macs == _torch_macs(_reference(name, "meta"), spec.input_shape)
+
+
+def _stages(reference):
+    """torchvision's stages: the children of `features` (EfficientNet), else the
+    top-level modules before the classifier (the auxiliary head left out)."""
+    if hasattr(reference, "features"):
+        return [f"features.{i}" for i in range(len(reference.features))]
+    return [n for n, m in reference.named_children()
+            if not isinstance(m, (nn.Linear, nn.Dropout)) and n != "AuxLogits"]
+
+
+def _scope_output(spec, scope):
+    """The checked shape of what leaves the layer or scope `scope` on the main path."""
+    nodes = spec.graph.nodes
+    inside = {n.id for n in nodes if n.name == scope or n.name.startswith(scope + ".")}
+    leaving = {i for n in nodes if n.id not in inside and not n.training_only
+               for i in n.inputs if i in inside}
+    leaving |= {o.node for o in spec.graph.outputs if o.node in inside}
+    assert len(leaving) == 1, (scope, leaving)
+    return spec.table[leaving.pop()].shape
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_stage_shapes_match_torchvision(name):
+    """The shape after every stage at the native resolution: torchvision's modules
+    run on the meta device, with forward hooks."""
+    spec = _spec(name)
+    reference = _reference(name, "meta").eval()
+    stages = _stages(reference)
+    assert len(stages) >= 8
+    seen = {}
+    for stage in stages:
+        reference.get_submodule(stage).register_forward_hook(
+            lambda module, args, out, stage=stage: seen.__setitem__(stage, tuple(out.shape[1:])))
+    with torch.no_grad():
+        reference(torch.empty((1,) + spec.input_shape, device="meta"))
+    assert {stage: _scope_output(spec, stage) for stage in stages} == seen
+
+
+@pytest.mark.parametrize("name", sorted(MODELS))
+def test_strict_load_and_equal_eval_outputs(name):
+    """Every batchnorm randomised first (parity_helpers.py): with fresh statistics a
+    batchnorm is a positive scaling, and one moved past its ReLU would still match."""
+    torch.manual_seed(0)
+    reference = _reference(name).eval()
+    assert randomise_batchnorm(reference) == sum(
+        isinstance(m, nn.BatchNorm2d) for m in reference.modules()) > 0
+    spec = _spec(name)
+    with torch.device("meta"):  # no initialisation: every tensor comes from torchvision
+        model = cnnspec.build(spec)
+    model.load_state_dict(reference.state_dict(), strict=True, assign=True)
+    model.eval()
+    size = REDUCED.get(name)
+    x = torch.randn((1, 3, size, size) if size else (1,) + spec.input_shape)
+    with torch.no_grad():
+        expected, found = reference(x), model(x)
+    assert_outputs_close(found, expected)
+
+
+# Train mode: batchnorm on batch statistics, dropout and stochastic depth drawing the
+# same random numbers under one seed, both of Inception-v3's outputs, then one SGD
+# step. Inception-v3's auxiliary head needs a 17x17 grid (its 5x5/3 pool, then a 5x5
+# conv), which only a 299x299 input gives: 75x75, the smallest input torchvision
+# accepts, is enough for eval alone. EfficientNetV2-S on 64x64.
+TRAINING = {
+    "inception_v3": (299, ("logits", "aux_logits"), ("logits", "AuxLogits")),
+    "efficientnet_v2_s": (64, ("logits",), ("logits",)),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TRAINING))
+def test_training_step_matches_torchvision(name):
+    size, theirs, ours = TRAINING[name]
+    torch.manual_seed(0)
+    reference = _reference(name)
+    randomise_batchnorm(reference)
+    model = cnnspec.build(_spec(name))
+    model.load_state_dict(reference.state_dict(), strict=True)
+    check_training_step(reference, model, torch.randn(2, 3, size, size),
+                        reference_fields=theirs, model_fields=ours)
+
+
+def test_inception_v3_auxiliary_head():
+    """Training-only, as torchvision's AuxLogits: its parameters are the difference
+    between torchvision's models with and without it; it adds no eval MACs."""
+    spec = _spec("inception_v3")
+    without = _spec("inception_v3", aux_logits=False)
+    plain = _reference("inception_v3", "meta", aux_logits=False)
+    assert without.params == sum(p.numel() for p in plain.parameters())
+    assert spec.inference_params == without.params == without.inference_params
+    assert spec.macs == without.macs
+    with torch.device("meta"):
+        model = cnnspec.build(without)
+    assert _shapes(model) == _shapes(plain)
+    assert cnnspec.build(spec).aux_weights == {"AuxLogits": 0.4}
+    assert _reference("inception_v3", "meta").transform_input is False
+
+
+@pytest.mark.parametrize("name", ["efficientnet_v2_s", "efficientnet_v2_m",
+                                  "efficientnet_v2_l", "inception_v3"])
+def test_batchnorm_dropout_and_stochastic_depth(name):
+    """What the state dict does not show: batchnorm eps and momentum (1e-3 and 0.1
+    in all of these), the classifier's dropout, and EfficientNetV2's stochastic depth
+    (0.2 * block index / blocks), on residual blocks only, in Fused-MBConv and MBConv
+    alike."""
+    with torch.device("meta"):
+        model = cnnspec.build(_spec(name))
+    reference = _reference(name, "meta")
+    ours = dict(model.named_modules())
+    seen, dropouts = {"FusedMBConv": 0, "MBConv": 0}, 0
+    for key, module in reference.named_modules():
+        if isinstance(module, nn.BatchNorm2d):
+            assert (ours[key].eps, ours[key].momentum) == (module.eps, module.momentum), key
+        elif isinstance(module, nn.Dropout):
+            assert ours[key].p == module.p, key
+            dropouts += 1
+        elif type(module).__name__ in seen:
+            drop = f"{key}.stochastic_depth"
+            if module.use_res_connect:
+                assert ours[drop].p == module.stochastic_depth.p, key
+                seen[type(module).__name__] += 1
+            else:
+                assert drop not in ours, key
+    assert dropouts == 1
+    if name.startswith("efficientnet"):
+        assert min(seen.values()) > 0
