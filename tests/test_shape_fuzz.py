@@ -418,3 +418,20 @@ def test_receptive_field_of_classic_stacks(body, rf):
     assert spec.facts(spec.layer_names[-1]).receptive_field == (rf, rf)
     summary = spec.summary().layers[-1]
     assert summary.receptive_field == [rf, rf]
+
+
+@pytest.mark.parametrize("body, rf", [
+    ("a: conv_transpose 1 k=2 s=2", 1),  # each output takes one input pixel
+    ("a: conv_transpose 1 k=3 s=2", 2),  # a 3-wide kernel overlaps two
+    ("a: conv 1 k=3\n b: conv_transpose 1 k=2 s=2\n c: conv 1 k=3", 4),
+    ("a: upsample 2\n b: conv 1 k=3", 2),  # three outputs, two distinct pixels
+    ("a: upsample 2 bilinear\n b: conv 1 k=3", 3),  # each output mixes two
+    ("a: maxpool 2\n b: upsample 2\n c: conv 1 k=3", 4),
+])
+def test_receptive_field_through_upsampling_is_measured(body, rf):
+    """Upsampling makes the jump a fraction of an input pixel; the checker's whole-
+    pixel receptive field must still be what the built module depends on."""
+    text = f"network s {{\n input 1x16x16\n {body}\n}}"
+    spec, measured = _measure(text)
+    assert measured == (rf, rf)
+    assert spec.facts(spec.layer_names[-1]).receptive_field == (rf, rf)
