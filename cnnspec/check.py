@@ -25,6 +25,10 @@ class Facts(NamedTuple):
     macs: int = 0
     receptive_field: tuple[int, int] = (1, 1)
     jump: tuple[int, int] = (1, 1)  # input pixels between neighbouring outputs
+    # Every output depends on the whole input: after a global pool or a flatten (an SE
+    # gate, a classifier), and everything computed from such a value. The receptive
+    # field then stays that of the first global view (shown as `global`).
+    whole: bool = False
 
     @property
     def elements(self) -> int:
@@ -208,7 +212,9 @@ def _pool(op, ins, sizes):
     dilation = getattr(op, "dilation", (1, 1))
     h, w, rf, jump = _spatial(x, op.kernel_size, stride, op.padding, dilation,
                               op.ceil_mode, sizes)
-    return Facts((x.shape[0], h, w), 0, 0, rf, jump)
+    whole = (h, w) == (1, 1) and op.kernel_size[0] >= x.shape[1] \
+        and op.kernel_size[1] >= x.shape[2]  # one window over the whole map
+    return Facts((x.shape[0], h, w), 0, 0, rf, jump, whole=whole)
 
 
 @rule(O.AdaptivePool)
@@ -220,7 +226,7 @@ def _adaptive(op: O.AdaptivePool, ins, sizes):
     rf = (_whole(x.receptive_field[0] + (_widest_bin(h, oh) - 1) * x.jump[0]),
           _whole(x.receptive_field[1] + (_widest_bin(w, ow) - 1) * x.jump[1]))
     jump = (x.jump[0] * max(h // oh, 1), x.jump[1] * max(w // ow, 1))
-    return Facts((c, oh, ow), 0, 0, rf, jump)
+    return Facts((c, oh, ow), 0, 0, rf, jump, whole=(oh, ow) == (1, 1))
 
 
 def _widest_bin(size: int, out: int) -> int:
@@ -341,7 +347,7 @@ def _per_channel(op, ins, sizes):
 def _flatten(op, ins, sizes):
     (x,) = ins
     rf, jump = _global(x)
-    return Facts((x.elements,), 0, 0, rf, jump)
+    return Facts((x.elements,), 0, 0, rf, jump, whole=len(x.shape) == 3)
 
 
 @rule(O.BatchNorm)
@@ -462,12 +468,23 @@ class ShapeTable:
             node = nodes[len(self.facts)]
             ins = [self.facts[i] for i in node.inputs]
             try:
-                self.facts.append(RULES[type(node.op)](node.op, ins, sizes))
+                facts = RULES[type(node.op)](node.op, ins, sizes)
+                seen_all = [x.receptive_field for x in ins if x.whole]
+                if seen_all:  # it cannot see more than everything: the field stops
+                    facts = facts._replace(whole=True, receptive_field=(
+                        max(r[0] for r in seen_all), max(r[1] for r in seen_all)))
+                self.facts.append(facts)
             except ShapeProblem as problem:
                 if problem.code == "E0303" and type(node.op) is O.Concat:
                     problem.notes = self._where_sizes_part(node)
                 raise _located(node, problem) from None
         self.check_assertions()
+
+    def local_receptive_field(self) -> tuple[int, int]:
+        """The widest receptive field of a value that does not yet see the whole
+        input: what a network's features see before its global pool."""
+        local = [f.receptive_field for f in self.facts if not f.whole] or [(1, 1)]
+        return (max(r[0] for r in local), max(r[1] for r in local))
 
     def _where_sizes_part(self, join: Node) -> tuple[str, ...]:
         """For a concat whose branches differ in height or width (a U-Net skip on an

@@ -22,6 +22,8 @@ class Row(BaseModel):
     params: int
     macs: int
     activation_bytes: int
+    # What the features see before the network pools globally (the widest receptive
+    # field of a value that does not yet see the whole input).
     receptive_field: list[int]
     depth: int  # conv and linear layers on the longest path, as papers count depth
 
@@ -43,10 +45,9 @@ def weighted_depth(spec) -> int:
 def compare(specs) -> Comparison:
     rows = []
     for spec in specs:
-        output = spec.table[spec.graph.outputs[0].node]
         rows.append(Row(name=spec.name, source=spec.path, params=spec.inference_params,
                         macs=spec.macs, activation_bytes=spec.activation_bytes,
-                        receptive_field=list(output.receptive_field),
+                        receptive_field=list(spec.table.local_receptive_field()),
                         depth=weighted_depth(spec)))
     return Comparison(networks=rows)
 

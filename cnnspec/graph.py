@@ -42,6 +42,7 @@ def _attributes(node, facts) -> dict:
     return {"op": node.op.op, "label": node.op.label(), "params": facts.params,
             "macs": facts.macs, "output_shape": list(facts.shape),
             "receptive_field": list(facts.receptive_field),
+            "receptive_field_global": facts.whole,
             "block_path": [path for path, _ in node.blocks],
             "blocks": [block for _, block in node.blocks],
             "training_only": node.training_only}

@@ -320,7 +320,7 @@ def _tooltip(spec, item: Item) -> str:
     params = sum(spec.table[n.id].params for n in item.members)
     macs = sum(spec.table[n.id].macs for n in item.members)
     title = item.key if item.count == 1 else f"{item.key} … {item.last_key}"
-    rf = "x".join(map(str, facts.receptive_field))
+    rf = "global" if facts.whole else "x".join(map(str, facts.receptive_field))
     return (f"{title}: {item.block or node.op.label()}, out {shape_text(facts.shape)}, "
             f"{params:,} params, {macs:,} MACs, RF {rf}")
 

@@ -20,6 +20,9 @@ class LayerSummary(BaseModel):
     params: int
     macs: int
     receptive_field: list[int]  # [height, width] in input pixels
+    # Every output sees the whole input (after a global pool): shown as `global`;
+    # receptive_field keeps the figure of the first global view.
+    receptive_field_global: bool = False
     activation_bytes: int
     training_only: bool = False
     frozen: bool = False
@@ -47,6 +50,7 @@ def summarize(spec) -> Summary:
             name=node.name, op=node.op.label(), output_shape=list(facts.shape),
             params=facts.params, macs=facts.macs,
             receptive_field=list(facts.receptive_field),
+            receptive_field_global=facts.whole,
             activation_bytes=facts.elements * size, training_only=node.training_only,
             frozen=node.frozen))
     return Summary(name=spec.name, input_shape=list(spec.input_shape),
@@ -77,10 +81,19 @@ def collapse(spec, summary: Summary, depth: int) -> Summary:
             params=sum(m.params for m in members), macs=sum(m.macs for m in members),
             receptive_field=[max(m.receptive_field[0] for m in members),
                              max(m.receptive_field[1] for m in members)],
+            receptive_field_global=any(m.receptive_field_global for m in members),
             activation_bytes=sum(m.activation_bytes for m in members),
             training_only=all(m.training_only for m in members),
             frozen=all(m.frozen for m in members)))
     return summary.model_copy(update={"layers": rows})
+
+
+def rf_text(receptive_field, whole: bool = False) -> str:
+    """`11`, `11x7`, or `global` when every output sees the whole input."""
+    if whole:
+        return "global"
+    rf_h, rf_w = receptive_field
+    return str(rf_h) if rf_h == rf_w else f"{rf_h}x{rf_w}"
 
 
 def human(number: float, unit: str = "") -> str:
@@ -112,12 +125,11 @@ def table(summary: Summary):
     grid.add_column("MACs", justify="right", footer=f"{summary.macs:,}")
     grid.add_column("RF", justify="right")
     for layer in summary.layers:
-        rf_h, rf_w = layer.receptive_field
         mark = " (aux)" if layer.training_only else " (frozen)" if layer.frozen else ""
         grid.add_row(layer.name + mark, layer.op,
                      _shape(layer.output_shape), f"{layer.params:,}" if layer.params else "",
                      f"{layer.macs:,}" if layer.macs else "",
-                     str(rf_h) if rf_h == rf_w else f"{rf_h}x{rf_w}",
+                     rf_text(layer.receptive_field, layer.receptive_field_global),
                      style="dim" if layer.training_only else None)
     return grid
 

@@ -264,11 +264,10 @@ def read(path: Path) -> Entry:
         family, anchor = family_of(path.stem)
         return Entry(path, family, anchor, name=path.stem, error=problem.code)
     family, anchor = family_of(spec.name if spec.name in path.stem else path.stem)
-    output = spec.table[spec.graph.outputs[0].node]
     return Entry(path, family, anchor, name=spec.name, params=spec.inference_params,
                  all_params=spec.params, macs=spec.macs,
                  activation_bytes=spec.activation_bytes,
-                 rf=tuple(output.receptive_field), depth=weighted_depth(spec),
+                 rf=spec.table.local_receptive_field(), depth=weighted_depth(spec),
                  input_shape=spec.input_shape)
 
 
@@ -344,7 +343,9 @@ def render() -> str:
         "- **Params**: parameters used at inference (training-only heads left out).",
         "- **MACs**: multiply-accumulates of one forward pass.",
         "- **Activations**: bytes of every layer output of one forward pass (float32).",
-        "- **RF**: receptive field of the output, in input pixels (padding included).",
+        "- **RF**: receptive field of the features before the network looks at the "
+        "whole input (its global pool or flatten), in input pixels (padding included): "
+        "the widest any value sees while it still depends on a region.",
         "- **Depth**: conv and linear layers on the longest input-to-output path "
         "(`cnnspec.compare.weighted_depth`), the way papers count depth.",
         "- **Input**: channels x height x width.",

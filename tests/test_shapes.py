@@ -172,7 +172,11 @@ def test_a_broadcast_gate_adds_context_not_stride():
     }""")
     gate = spec.facts("se.multiply")
     assert gate.jump == (2, 2)
-    # The global pool sees 3 + (16 - 1) * 2 = 33 input pixels; the next 3x3 conv at
-    # jump 2 adds (3 - 1) * 2 = 4.
-    assert gate.receptive_field == (33, 33)
-    assert spec.facts("b").receptive_field == (37, 37)
+    # The global pool sees 3 + (16 - 1) * 2 = 33 input pixels (padding included);
+    # from there on every output sees everything: the figure stops growing (the next
+    # 3x3 conv does not add (3 - 1) * 2) and is shown as `global`.
+    assert gate.receptive_field == (33, 33) and gate.whole
+    assert not spec.facts("a").whole
+    assert spec.facts("b").receptive_field == (33, 33) and spec.facts("b").whole
+    rows = {row.name: row for row in spec.summary().layers}
+    assert rows["b"].receptive_field_global and not rows["a"].receptive_field_global
