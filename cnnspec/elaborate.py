@@ -387,11 +387,18 @@ class _Elaborator:
             return body
         shortcut = cur
         spec = unit.shortcut
-        # An `auto` shortcut is a scope of its own (`shortcut` unless named), built or
-        # not: the positions of the layers after it must not depend on shapes.
-        name = spec.name or ("shortcut" if spec.auto else None) if spec else None
-        if spec is not None and (not spec.auto
-                                 or self.table[body].shape != self.table[cur].shape):
+        # A shortcut that may not be built (`auto`, `if`) is a scope of its own
+        # (`shortcut` unless named), built or not: the positions of the layers after
+        # it must not depend on shapes or conditions.
+        optional = spec is not None and (spec.auto or spec.condition is not None)
+        name = spec.name or ("shortcut" if optional else None) if spec else None
+        if spec is None:
+            build = False
+        elif spec.condition is not None:
+            build = self._truth(spec.condition, cur, ctx)
+        else:
+            build = not spec.auto or self.table[body].shape != self.table[cur].shape
+        if build:
             target = self.child(inner, name, spec.span) if name else inner
             shortcut = self.sequence(spec.body, cur, target)
         elif spec is not None and name:

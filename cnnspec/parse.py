@@ -450,14 +450,16 @@ class _ToSyntax:
         return S.Residual(condition, body, shortcut, self.span(meta))
 
     def rule_shortcut(self, children, meta):
-        name = None
+        name = condition = None
         auto = False
         for child in children[1:-1]:
-            if child.type == "AUTO":
+            if not _is_token(child):
+                condition = child
+            elif child.type == "AUTO":
                 auto = True
             else:
                 name = str(child)
-        return S.Shortcut(name, auto, children[-1].body, self.span(meta))
+        return S.Shortcut(name, auto, children[-1].body, self.span(meta), condition)
 
     def rule_join(self, children, meta):
         kind = str(children[0])

@@ -110,10 +110,11 @@ class Shortcut(NamedTuple):
     auto: bool
     body: tuple["Statement", ...]
     span: Span
+    condition: "Expr | None" = None  # `shortcut if cond { ... }`
 
 
 class Residual(NamedTuple):
-    """`residual [if cond] { body } [shortcut [name:] [auto] { projection }]`."""
+    """`residual [if cond] { body } [shortcut [name:] [auto | if cond] { projection }]`."""
 
     condition: Expr | None
     body: tuple["Statement", ...]

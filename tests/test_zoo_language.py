@@ -223,3 +223,17 @@ def test_generated_block_keeps_a_setting_apart_from_an_argument_of_equal_value()
         "network n {\n    input 8x4x4\n    a: b()\n    c: b()\n}\n"))
     assert "LayerNorm2d(in_channels, eps=1e-06)" in source
     assert "torch.full((in_channels, 1, 1), scale)" in source
+
+
+def test_a_shortcut_can_be_conditional():
+    """RegNet projects when the width or the stride changes: on a 1x1 map a stride-2
+    block keeps the shape, so `auto` would not project, `if` does."""
+    blocks = ("block b(c, s) {\n    residual { conv c k=3 s=s p=1 }"
+              " shortcut proj: if in.c != c or s != 1 { conv c k=1 s=s }\n}\n")
+    spec, model = _build(_net("    x: b(8, 2)\n    y: b(8, 1)", shape="8x1x1",
+                              blocks=blocks))
+    names = {n for n, _ in model.named_modules()}
+    assert "x.proj.0" in names and "y.proj" not in names
+    x = torch.randn(1, 8, 1, 1)
+    first = model.get_submodule("x.0")(x) + model.get_submodule("x.proj.0")(x)
+    torch.testing.assert_close(model(x), model.get_submodule("y.0")(first) + first)
