@@ -51,6 +51,8 @@ register_load_state_dict_post_hook register_load_state_dict_pre_hook register_mo
 register_parameter register_state_dict_post_hook register_state_dict_pre_hook
 requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train
 training type xpu zero_grad""".split())
+# Statements inside a join that make no branch.
+_NOT_BRANCHES = (S.LetStatement, S.AssertStatement)
 _JOINS = {"concat": O.Concat, "add": O.Add, "mean": O.Mean, "multiply": O.Multiply,
           "split": O.Concat}
 
@@ -198,6 +200,9 @@ class _Elaborator:
             return self.layer_statement(statement, cur, ctx)
         if kind is S.LetStatement:
             ctx.env[statement.name] = self.evaluator(ctx, cur)(statement.value)
+            return cur
+        if kind is S.AssertStatement:
+            self._assert(statement, cur, ctx)
             return cur
         if kind is S.IfStatement:
             branch = statement.then if self._truth(statement.condition, cur, ctx) \
@@ -443,7 +448,7 @@ class _Elaborator:
                 for out in self._split_statement(statement, parts, cur, ctx)]
 
     def _split_statement(self, statement, parts, cur: int, ctx: _Context) -> list[int]:
-        if isinstance(statement, S.LetStatement):
+        if isinstance(statement, _NOT_BRANCHES):
             self.statement(statement, cur, ctx)
             return []
         if isinstance(statement, S.IfStatement):
@@ -464,7 +469,7 @@ class _Elaborator:
         """How many branches `statements` make inside a join (`x * n` is n)."""
         count = 0
         for statement in statements:
-            if isinstance(statement, S.LetStatement):
+            if isinstance(statement, _NOT_BRANCHES):
                 self.statement(statement, cur, ctx)
             elif isinstance(statement, S.IfStatement):
                 chosen = statement.then if self._truth(statement.condition, cur, ctx) \
@@ -480,7 +485,7 @@ class _Elaborator:
 
     def branches(self, statement, cur: int, ctx: _Context) -> list[int]:
         """The outputs of one statement inside a join: `x * n` is n branches."""
-        if isinstance(statement, S.LetStatement):
+        if isinstance(statement, _NOT_BRANCHES):
             self.statement(statement, cur, ctx)
             return []
         if isinstance(statement, S.IfStatement):
@@ -650,6 +655,14 @@ class _Elaborator:
         if cur < 0:  # before `input`
             return Evaluator(ctx.env, _no_input(self.graph.span), resolve)
         return Evaluator(ctx.env, lambda: self.table[cur].shape, resolve)
+
+    def _assert(self, statement: S.AssertStatement, cur: int, ctx: _Context) -> None:
+        if self._truth(statement.condition, cur, ctx):
+            return
+        message = statement.message or "this condition does not hold"
+        raise error("E0220", f"assertion failed: {message}", statement.span,
+                    label="false here", help="the spec (or the block's caller) asked for "
+                    "something this assertion rules out")
 
     def _truth(self, expr: S.Expr, cur: int, ctx: _Context) -> bool:
         value = self.evaluator(ctx, cur)(expr)

@@ -247,7 +247,7 @@ def _syntax_help(source: SourceFile, token, expected) -> str:
 
 # Families of tokens named as one thing in "expected ..." lists.
 _FAMILIES = (
-    ("a layer or statement", {"RESIDUAL", "CONCAT", "ADD", "MEAN", "MULTIPLY", "SPLIT", "DENSE", "INT",
+    ("a layer or statement", {"RESIDUAL", "CONCAT", "ADD", "MEAN", "MULTIPLY", "SPLIT", "DENSE", "INT", "ASSERT",
                               "GATE", "AUX", "REPEAT", "INPUT", "OPTION", "LET", "IF",
                               "TRAIN", "LBRACE", "NAME", "CALLNAME"}),
     ("a value", {"INT", "FLOAT", "STRING", "NAME", "CALLNAME", "LPAR", "MINUS", "PLUS",
@@ -375,6 +375,10 @@ class _ToSyntax:
 
     def rule_let_stmt(self, children, meta):
         return S.LetStatement(str(children[0]), children[1], self.span(meta))
+
+    def rule_assert_stmt(self, children, meta):
+        message = str(children[1])[1:-1] if len(children) > 1 else None
+        return S.AssertStatement(children[0], message, self.span(meta))
 
     def rule_if_stmt(self, children, meta):
         condition, then = children[0], children[1].body

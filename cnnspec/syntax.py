@@ -221,6 +221,14 @@ class LetStatement(NamedTuple):
     span: Span
 
 
+class AssertStatement(NamedTuple):
+    """`assert cond, "message"`: elaboration stops with the message when cond is false."""
+
+    condition: Expr
+    message: str | None
+    span: Span
+
+
 class IfStatement(NamedTuple):
     condition: Expr
     then: tuple["Statement", ...]
@@ -247,7 +255,7 @@ class TrainStatement(NamedTuple):
 
 
 Statement = Union[LayerStatement, InputStatement, OptionStatement, LetStatement,
-                  IfStatement, TrainStatement]
+                  IfStatement, AssertStatement, TrainStatement]
 
 # ---------------------------------------------------------------- top level
 

@@ -7,8 +7,11 @@ dashed and numbered labels, the new functions, and the fixes for what a newcomer
 ran into are checked by what a user sees.
 """
 
+import shutil
+
 import pytest
 import torch
+from conftest import SPECS
 import torchvision.transforms.v2.functional as TF
 from torch import nn
 from torch.nn import functional as F
@@ -237,3 +240,18 @@ def test_a_shortcut_can_be_conditional():
     x = torch.randn(1, 8, 1, 1)
     first = model.get_submodule("x.0")(x) + model.get_submodule("x.proj.0")(x)
     torch.testing.assert_close(model(x), model.get_submodule("y.0")(first) + first)
+
+
+def test_assert_refuses_an_argument_with_its_message_and_the_call(tmp_path):
+    source = (SPECS / "mobilenet_v3_small.cnn").read_text().replace(
+        'bneck(3,  16,  16, true,  "RE", 2)', 'bneck(3,  16,  16, true,  "RX", 2)')
+    assert '"RX"' in source
+    (tmp_path / "blocks").mkdir()
+    shutil.copy(SPECS / "blocks" / "mobilenet.cnn", tmp_path / "blocks")
+    (tmp_path / "bad.cnn").write_text(source)
+    with pytest.raises(cnnspec.SpecError) as info:
+        cnnspec.load(tmp_path / "bad.cnn")
+    text = str(info.value)
+    assert info.value.code == "E0220"
+    assert "NL is RE (ReLU) or HS (h-swish)" in text
+    assert "block `bneck` instantiated as `features.1`" in text
