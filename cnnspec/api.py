@@ -114,6 +114,30 @@ class Spec:
 
         return summarize(self)
 
+    def train_memory(self, batch: int, optimizer: str = "sgd", amp: str | None = None,
+                     fit: int | str | None = None, device: str = "cpu"):
+        """The bytes one training step of `batch` images needs: parameters, gradients,
+        optimizer state (sgd: none, sgd_momentum: one buffer, adam: two), batchnorm
+        buffers and the activations autograd keeps, per layer and in total; `amp`
+        (None, "bf16", "fp16") runs conv and linear in half precision. With `fit`
+        (bytes, or a size such as "24GiB"), `.max_batch` is the largest batch whose
+        total fits. `device` picks the rules that differ ("cpu", the measured ones,
+        or "cuda"). A `memory.TrainMemory`; docs/costs.md, "Training memory"."""
+        from .memory import parse_size, plan
+
+        if isinstance(fit, str):
+            fit = parse_size(fit)
+        return plan(self, batch, optimizer=optimizer, amp=amp, fit=fit, device=device)
+
+    def explain(self, layer=None, *, depth: int | None = None):
+        """Every number with its arithmetic (`cnnspec explain`): for each layer, or for
+        `layer` (a name, a block or group name, or a list of them), the formulas with
+        the numbers substituted and their values -> `explain.Explanation`. `depth`
+        sums block instances nested that deep into one record each."""
+        from .explain import explain
+
+        return explain(self, layer, depth=depth)
+
     def __repr__(self) -> str:
         return (f"<Spec {self.name}: {len(self.graph.nodes) - 1} layers, "
                 f"{self.params:,} params, {self.macs:,} MACs>")

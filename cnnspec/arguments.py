@@ -77,7 +77,7 @@ def build_op(kind: str, model, call: S.Call, values) -> object:
     try:
         return model(**fields)
     except ValidationError as problem:
-        raise invalid_value(kind, problem, spans, call.span) from None
+        raise invalid_value(kind, problem, spans, call.span, model) from None
 
 
 @lru_cache(maxsize=None)
@@ -87,8 +87,11 @@ def _signature(model) -> tuple[list[str], bool]:
     return [f for f in fields if f != "op"], fields["op"].is_required()
 
 
-def invalid_value(what: str, problem: ValidationError, spans: dict, fallback: Span):
-    """The first Pydantic complaint as a diagnostic at the argument it is about."""
+def invalid_value(what: str, problem: ValidationError, spans: dict, fallback: Span,
+                  model=None):
+    """The first Pydantic complaint as a diagnostic at the argument it is about, in
+    plain words where `model` (the validated class) says what the value must be:
+    "`kernel_size` must be a whole number >= 1 (or a pair of them), found 2.5"."""
     first = problem.errors()[0]
     loc = [str(part) for part in first["loc"]]
     field = loc[0] if loc else ""
@@ -100,6 +103,9 @@ def invalid_value(what: str, problem: ValidationError, spans: dict, fallback: Sp
     message = first["msg"].removeprefix("Value error, ")
     found = first.get("input")
     shown = "" if isinstance(found, dict) else f"found {_show_value(found)}: "
+    plain = _plain_words(model or _model_for(what, problem.title), first)
+    if plain is not None:
+        message, shown = plain, ""
     if what == "option":
         subject = f"option `{field}`"
     elif what == "train":
@@ -107,7 +113,199 @@ def invalid_value(what: str, problem: ValidationError, spans: dict, fallback: Sp
     else:
         subject = f"`{field}` of `{what}`" if field else f"`{what}`"
     return error("E0206", f"bad value for {subject}", span,
-                 label=f"{shown}{message[:1].lower() + message[1:]}"[:160])
+                 label=f"{shown}{message[:1].lower() + message[1:]}"[:240])
+
+
+# Pydantic error types about a value's kind or range: rewritten in plain words from
+# the field's declared type. Others (a model's own check, "groups=4 must divide
+# out_channels=6") keep their message.
+_PLAIN_TYPES = {
+    "int_type", "int_from_float", "int_parsing", "float_type", "float_parsing",
+    "finite_number", "bool_type", "bool_parsing", "greater_than", "greater_than_equal",
+    "less_than", "less_than_equal", "tuple_type", "too_long", "too_short",
+    "literal_error", "string_type", "union_tag_invalid", "union_tag_not_found",
+    "model_type", "model_attributes_type", "dict_type"}
+
+
+def _model_for(what: str, title: str):
+    """The model a ValidationError is about: network options, the `train` recipe,
+    or a layer's op (by its class name)."""
+    if what == "option":
+        from .ir import Options
+
+        return Options
+    if what == "train":
+        from .recipe import Recipe
+
+        return Recipe
+    return next((m for m in O.LAYER_MODELS.values() if m.__name__ == title), None)
+
+
+def _plain_words(model, first: dict) -> str | None:
+    """"`kernel_size` must be a whole number >= 1 (or a pair of them), found 2.5"
+    for a Pydantic error on `model`; None when it is not one to rewrite."""
+    if first["type"] not in _PLAIN_TYPES or model is None:
+        return None
+    if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
+        context = first.get("ctx") or {}
+        tags = [t.strip(" '") for t in str(context.get("expected_tags", "")).split(",")]
+        name = context.get("discriminator", "'kind'").strip("'")
+        found = context.get("tag")
+        if found is None:
+            return f"`{name}` must be {_choice(tags)}"
+        return f"{_show_value(found)} is not a `{name}`: {_choice(tags)}"
+    located = _field_at(model, first["loc"])
+    if located is None:
+        return None
+    name, annotation, metadata = located
+    wanted = _describe(annotation, metadata)
+    if wanted is None:
+        return None
+    found = first.get("input")
+    if first["type"] == "literal_error" and wanted.count(",") >= 3:
+        return f"{_show_value(found)} is not a `{name}`: {wanted}"
+    shown = "" if isinstance(found, dict) else f", found {_show_value(found)}"
+    return f"`{name}` must be {wanted}{shown}"
+
+
+def _field_at(model, loc) -> tuple[str, object, list] | None:
+    """(name, annotation, metadata) of the deepest named field on an error's path:
+    through optional values, tuples (an index) and tagged unions (the tag)."""
+    import typing
+
+    from pydantic import BaseModel
+
+    found = None
+    annotation: object = model
+    for part in loc:
+        annotation, _ = _unwrapped(annotation)
+        while _is_union(annotation):
+            members = [_unwrapped(m)[0] for m in typing.get_args(annotation)
+                       if m is not type(None)]
+            if len(members) > 1:
+                break
+            annotation = members[0]
+        if _is_union(annotation):
+            chosen = [m for m in members if isinstance(m, type)
+                      and issubclass(m, BaseModel) and _has_tag(m, part)]
+            if not chosen:
+                break
+            annotation = chosen[0]
+            continue
+        if isinstance(part, str) and isinstance(annotation, type) \
+                and issubclass(annotation, BaseModel) and part in annotation.model_fields:
+            info = annotation.model_fields[part]
+            found = (part, info.annotation, list(info.metadata))
+            annotation = info.annotation
+        elif isinstance(part, int) and typing.get_origin(annotation) is tuple:
+            args = typing.get_args(annotation)
+            if len(args) == 2 and args[1] is Ellipsis:
+                annotation = args[0]
+            elif found is not None:  # a pair's element: describe the whole pair
+                break
+            else:
+                return None
+        else:
+            break
+    return found
+
+
+def _is_union(annotation) -> bool:
+    import types
+    import typing
+
+    return typing.get_origin(annotation) in (typing.Union, types.UnionType)
+
+
+def _has_tag(model, tag) -> bool:
+    import typing
+
+    for field in ("kind", "op"):
+        info = model.model_fields.get(field)
+        if info is not None and tag in typing.get_args(info.annotation):
+            return True
+    return False
+
+
+def _unwrapped(annotation) -> tuple[object, list]:
+    """Annotated[X, ...] -> (X, its constraints), nested Annotated flattened."""
+    import typing
+
+    metadata: list = []
+    while typing.get_origin(annotation) is typing.Annotated:
+        annotation, *extra = typing.get_args(annotation)
+        for item in extra:
+            metadata.extend(getattr(item, "metadata", None) or [item])
+    return annotation, metadata
+
+
+def _describe(annotation, metadata: list) -> str | None:
+    """What a value of this type must be, in words: "a whole number >= 1",
+    "a number from 0 to 1", "`strict`, `floor` or `exact`", "true or false"."""
+    import typing
+
+    inner, more = _unwrapped(annotation)
+    metadata = list(metadata) + more
+    origin = typing.get_origin(inner)
+    if _is_union(inner):
+        options = [m for m in typing.get_args(inner) if m is not type(None)]
+        words = [_describe(option, []) for option in options]
+        if None in words:
+            return None
+        if len(words) == 1:
+            return _describe(options[0], metadata)
+        return ", ".join(words[:-1]) + " or " + words[-1]
+    if origin is typing.Literal:
+        return _choice(list(typing.get_args(inner)))
+    if inner is bool:
+        return "true or false"
+    if inner is int or inner is float:
+        return ("a whole number" if inner is int else "a number") + _bounds(metadata)
+    if inner is str:
+        return "a word in quotes"
+    if origin is tuple:
+        args = typing.get_args(inner)
+        pair = any(getattr(getattr(m, "func", None), "__name__", "") == "_pair"
+                   for m in metadata)
+        if len(args) == 2 and args[1] is Ellipsis:
+            each = _describe(args[0], [])
+            return None if each is None else f"a list of values, each {each}"
+        words = [_describe(a, []) for a in args]
+        if words and None not in words and len(set(words)) == 1:
+            each = words[0]
+            if pair:
+                return f"{each} (or a pair of them)"
+            return f"{len(args)} values, each {each}"
+    return None
+
+
+def _bounds(metadata: list) -> str:
+    limits = {}
+    for item in metadata:
+        for key in ("ge", "gt", "le", "lt"):
+            value = getattr(item, key, None)
+            if value is not None:
+                limits[key] = value
+    low = ("ge", limits["ge"]) if "ge" in limits else ("gt", limits["gt"]) \
+        if "gt" in limits else None
+    high = ("le", limits["le"]) if "le" in limits else ("lt", limits["lt"]) \
+        if "lt" in limits else None
+    if low and high and low[0] == "ge" and high[0] == "le":
+        return f" from {_number(low[1])} to {_number(high[1])}"
+    symbols = {"ge": ">=", "gt": ">", "le": "<=", "lt": "<"}
+    parts = [f"{symbols[limit[0]]} {_number(limit[1])}" for limit in (low, high) if limit]
+    return (" " + " and ".join(parts)) if parts else ""
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _choice(values: list) -> str:
+    words = [f"`{v}`" if isinstance(v, str) else _show_value(v) for v in values]
+    if len(words) == 1:
+        return words[0]
+    return "one of " + ", ".join(words[:-1]) + " or " + words[-1]
 
 
 def _show_value(value) -> str:

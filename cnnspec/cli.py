@@ -1,7 +1,9 @@
 """The `cnnspec` command line. The only module that prints or exits.
 
-Exit status: 0 success, 1 the spec is wrong (diagnostics on stderr), 2 usage error
-(bad flags, missing file).
+Exit status: 0 success, 1 the spec is wrong (diagnostics on stderr; `lint --strict`:
+a warning), 2 usage error (bad flags, missing file). A reader that closes the pipe
+early (`| head`) is not an error: the rest of stdout is dropped, the command finishes
+its work and exits as it would have (0), with no traceback.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ examples:
   cnnspec render specs/googlenet.cnn -o googlenet.svg --depth 1
   cnnspec graph specs/resnet50.cnn -o resnet50.graphml
   cnnspec compare specs/*.cnn -o comparison.png
+  cnnspec explain specs/alexnet.cnn conv1            # every number with its arithmetic
+  cnnspec explain specs/vgg16.cnn --markdown         # a table for lecture notes
   cnnspec train specs/lenet5.cnn --data digits       # trains in seconds; see runs/lenet5
   cnnspec train specs/resnet18.cnn --data ~/pets --epochs 30 --nproc 2
   cnnspec train specs/resnet18.cnn --resume runs/resnet18
@@ -48,12 +52,36 @@ def _parser() -> argparse.ArgumentParser:
         return sub
 
     spec_command("check", "prove a spec's shapes; silent when it is right")
+    lint = spec_command("lint", "warn about legal but doubtful design: uneven "
+                        "padding, unread pixels, oversized classifiers, memory-heavy "
+                        "concatenations, squashed logits, wasted biases")
+    lint.add_argument("--strict", action="store_true",
+                      help="exit 1 when there is any warning (for CI)")
     summary = spec_command("summary", "print each layer's shape, parameters, MACs and "
                            "receptive field")
     summary.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    summary.add_argument("--depth", type=int, metavar="N",
-                         help="one row per block instance nested N levels deep "
-                         "(1: GoogLeNet's stem, nine Inception modules and head)")
+    summary.add_argument("--depth", type=_depth, metavar="N",
+                         help="one row per block instance nested N levels deep, N >= 1 "
+                         "(1: GoogLeNet's stem, nine Inception modules and head; "
+                         "without --depth: every layer)")
+    train = summary.add_argument_group(
+        "training memory (docs/costs.md, Training memory)")
+    train.add_argument("--train", action="store_true",
+                       help="also plan one training step's memory: parameters, "
+                       "gradients, optimizer state and what autograd saves, per layer")
+    train.add_argument("--batch", type=int, metavar="N",
+                       help="images per step (default: the spec's train { batch })")
+    train.add_argument("--optimizer", choices=("sgd", "sgd_momentum", "adam"),
+                       default="sgd", help="state per trainable parameter: sgd none, "
+                       "sgd_momentum one buffer, adam two (default: sgd)")
+    train.add_argument("--amp", choices=("off", "bf16", "fp16"), default="off",
+                       help="autocast: conv and linear run (and save) in half precision")
+    train.add_argument("--fit", type=_size, metavar="SIZE",
+                       help="also the largest batch that fits SIZE (24GiB, 80GB, 512MiB)")
+    train.add_argument("--device", choices=("cpu", "cuda"), default="cpu",
+                       help="cpu: the rules measured on this build (default); cuda: "
+                       "dropout keeps a 1-byte mask, autocast runs layernorm, softmax "
+                       "and softplus in fp32")
     compile_ = spec_command("compile", "check a spec, print its summary and write it as "
                             "PyTorch source (py), a torch.export program (pt2) or ONNX")
     compile_.add_argument("-o", "--output", metavar="OUT",
@@ -63,8 +91,8 @@ def _parser() -> argparse.ArgumentParser:
                           help="py: a standalone nn.Module file that imports only torch "
                           "(default, or taken from OUT's extension); pt2: "
                           "torch.export.save of the eval-mode model; onnx: torch.onnx.export")
-    compile_.add_argument("--depth", type=int, metavar="N",
-                          help="summary rows per block N levels deep")
+    compile_.add_argument("--depth", type=_depth, metavar="N",
+                          help="summary rows per block N levels deep (N >= 1)")
     compile_.add_argument("--weights", metavar="FILE",
                           help="trained weights to carry (a run's weights.safetensors "
                           "or a state dict of this network): py writes them beside "
@@ -74,8 +102,8 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="the diagram; its extension picks the format: .svg, .png, "
                         ".pdf (these need Graphviz's dot) or .dot (DOT source)")
-    render.add_argument("--depth", type=int, metavar="N",
-                        help="one node per block nested N levels deep; repeated "
+    render.add_argument("--depth", type=_depth, metavar="N",
+                        help="one node per block nested N levels deep (N >= 1); repeated "
                         "identical blocks become one node marked xN (1: stem, blocks, head)")
     render.add_argument("--rankdir", choices=("TB", "LR"), default="TB",
                         help="top to bottom (default) or left to right")
@@ -84,13 +112,35 @@ def _parser() -> argparse.ArgumentParser:
     render.add_argument("--theme", choices=("light", "dark"), default="light")
     render.add_argument("--dpi", type=int, metavar="N",
                         help="resolution of a .png (Graphviz's default is 96)")
+    explain = spec_command("explain", "every number with its arithmetic: output sizes, "
+                           "parameters, MACs, memory and receptive fields, formulas "
+                           "with the numbers substituted")
+    explain.add_argument("layers", metavar="LAYER", nargs="*",
+                         help="layers to explain (default: all); a block or group name "
+                         "(inception3a, features) gives its layers, then their sums")
+    explain.add_argument("--depth", type=int, metavar="N",
+                         help="one record per block instance nested N levels deep, "
+                         "summing its layers")
+    explain.add_argument("--markdown", action="store_true",
+                         help="print a markdown table for lecture notes, with totals "
+                         "and where the parameters and the memory are")
     compare = commands.add_parser(
-        "compare", help="compare networks: a cost table and the MACs-versus-parameters "
-        "chart", description="compare networks: a cost table and the classic chart of "
-        "MACs against parameters, bubble area proportional to activation memory")
+        "compare", help="compare networks: a cost table and the accuracy-versus-cost "
+        "chart", formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=COMPARE_DESCRIPTION)
     compare.add_argument("files", metavar="FILE", nargs="+", help=".cnn specs")
+    compare.add_argument("--network", metavar="NAME",
+                         help="which network to take from every FILE (for files "
+                         "that define several; each FILE must define NAME)")
+    compare.add_argument("--set", metavar="NAME=VALUE", action="append", default=[],
+                         dest="params", help="set a network parameter of every FILE "
+                         "(repeatable); e.g. --set classes=10")
     compare.add_argument("-o", "--output", metavar="OUT",
                          help="also draw the chart: .png, .svg or .pdf")
+    compare.add_argument("--accuracy", metavar="CSV",
+                         help="top-1 accuracies (%%) for the chart: a CSV file with the "
+                         "header spec,top1 (spec: the network's or the file's name); "
+                         "it overrides torchvision's")
     compare.add_argument("--json", action="store_true", help="print JSON instead of a table")
     graph = spec_command("graph", "write the layer graph with every layer's shape and "
                          "cost, for networkx and other graph tools")
@@ -98,7 +148,34 @@ def _parser() -> argparse.ArgumentParser:
                        help="a .graphml file, or .json (networkx node-link data)")
     _train_parser(commands)
     _evaluate_parsers(commands)
+    for sub in commands.choices.values():  # errors after parsing show its own usage
+        sub.set_defaults(command_parser=sub)
     return parser
+
+
+def _size(text: str) -> int:
+    """--fit SIZE: bytes, as 24GiB (2^30), 80GB (10^9), 512MiB or a plain number."""
+    from .memory import parse_size
+
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"not a memory size: {text!r} (write e.g. 24GiB, 80GB, 512MiB or a number "
+            "of bytes)") from None
+
+
+def _depth(text: str) -> int:
+    """--depth N: a whole number >= 1 (0 would be the network as one row)."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = None
+    if value is None or value < 1:
+        raise argparse.ArgumentTypeError(
+            f"must be a whole number >= 1, found {text!r} (1: one row per top-level "
+            "block; leave --depth out for every layer)")
+    return value
 
 
 def _spec_arguments(sub: argparse.ArgumentParser, set_example: str) -> None:
@@ -217,6 +294,23 @@ def _train_parser(commands) -> None:
                         help="batchnorm statistics over all processes' batches")
 
 
+COMPARE_DESCRIPTION = """\
+compare networks: a cost table and the chart of Canziani et al. (2017), "An Analysis of
+Deep Neural Network Models for Practical Applications".
+
+The table: eval-mode cost per image. Params and MACs (multiply-accumulates) leave
+auxiliary heads out; Activations is every layer's output; RF is the receptive field of
+the features before the network pools globally; Depth is the number of conv and
+linear layers on the longest input-to-output path, the way papers count depth
+(ResNet-50: 50, VGG-16: 16, GoogLeNet: 22).
+
+The chart (-o): top-1 accuracy against MACs, bubble area proportional to parameters,
+for the networks whose ImageNet top-1 is known: from torchvision's weights when the
+file's name is a torchvision model (resnet50.cnn, alexnet_torchvision.cnn) and its
+input matches the weights' crop, or from --accuracy. When no accuracy is known: MACs
+against parameters, bubble area proportional to activation memory.
+"""
+
 TRAIN_EXAMPLES = """\
 examples:
   cnnspec train specs/lenet5.cnn --data digits
@@ -267,8 +361,65 @@ def _report(problem, stream) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; its exit status. Output cut short by a reader that stops
+    reading (`cnnspec summary X | head`) is not an error: the rest of the output is
+    dropped, the command still does its work (compile still writes its file) and
+    the status is what it would have been (0), with no traceback."""
+    guard = _ClosedPipeGuard(sys.stdout)
+    sys.stdout = guard
+    try:
+        return _main(argv)
+    finally:
+        if sys.stdout is guard:
+            sys.stdout = guard.stream
+
+
+class _ClosedPipeGuard:
+    """stdout, except that a broken pipe silently discards what follows."""
+
+    def __init__(self, stream):
+        self.stream = stream
+        self.broken = False
+
+    def write(self, text):
+        if not self.broken:
+            try:
+                return self.stream.write(text)
+            except BrokenPipeError:
+                self._discard()
+        return len(text)
+
+    def writelines(self, lines):
+        for line in lines:
+            self.write(line)
+
+    def flush(self):
+        if not self.broken:
+            try:
+                self.stream.flush()
+            except BrokenPipeError:
+                self._discard()
+
+    def _discard(self):
+        """From now on write nowhere; point the file descriptor at os.devnull too,
+        so that the flush at exit finds no closed pipe to complain about."""
+        self.broken = True
+        try:
+            fd = self.stream.fileno()
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, fd)
+            os.close(devnull)
+        except (AttributeError, OSError, ValueError):
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self.stream, name)
+
+
+def _main(argv: list[str] | None) -> int:
     parser = _parser()
     args = parser.parse_args(argv)
+    parser = args.command_parser
     if args.command == "train":
         return _train(args, parser, sys.argv[1:] if argv is None else list(argv))
     if args.command == "compare":
@@ -287,10 +438,11 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as problem:
         _report(problem, sys.stderr)
         return 1
-    if args.command in ("summary", "compile"):
-        if args.depth is not None and args.depth < 1:
-            parser.error("--depth must be 1 or more")
+    if args.command == "lint":
+        return _lint(spec, args)
     if args.command == "summary":
+        if _wants_train_memory(args, parser):
+            return _print_train_memory(spec, args, parser)
         _print_summary(spec, as_json=args.json, depth=args.depth)
     if args.command == "compile":
         return _compile(spec, args)
@@ -298,6 +450,30 @@ def main(argv: list[str] | None = None) -> int:
         return _render(spec, args)
     if args.command == "graph":
         return _write_graph(spec, args.output)
+    if args.command == "explain":
+        return _explain(spec, args, parser)
+    return 0
+
+
+def _explain(spec, args, parser: argparse.ArgumentParser) -> int:
+    """`cnnspec explain`: the arithmetic of every number, as panels or markdown."""
+    if args.depth is not None and args.depth < 1:
+        parser.error("--depth must be 1 or more")
+    from .explain import UnknownLayer
+    from .explain_render import markdown, renderables
+
+    try:
+        explanation = spec.explain(args.layers or None, depth=args.depth)
+    except UnknownLayer as problem:
+        return _fail(str(problem), 2)
+    if args.markdown:
+        print(markdown(explanation), end="")
+        return 0
+    from rich.console import Console
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    for item in renderables(explanation):
+        console.print(item)
     return 0
 
 
@@ -314,14 +490,25 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
     if args.output and _missing_modules(["matplotlib"]):
         return _fail("the chart needs matplotlib: pip install 'cnnspec[chart]' "
                      "(or leave out -o for the table alone)", 2)
+    params = _params(args.params, parser)
+    accuracies = {}
+    if args.accuracy:
+        from .compare import AccuracyFileError, read_accuracies
+
+        try:
+            accuracies = read_accuracies(args.accuracy)
+        except AccuracyFileError as problem:
+            return _fail(str(problem), 2)
     from .api import load
 
     try:
-        specs = [load(f) for f in args.files]
+        specs = [load(f, network=args.network, **params) for f in args.files]
     except SpecError as problem:
         _report(problem, sys.stderr)
         return 1
-    comparison = compare(specs)
+    # torchvision's accuracies are for the chart; it is imported only when a spec
+    # could be one of its models (a 1000-class 3xHxH classifier)
+    comparison = compare(specs, accuracies=accuracies, torchvision=bool(args.output))
     if args.json:
         print(comparison.model_dump_json(indent=2))
     else:
@@ -335,6 +522,23 @@ def _compare(args, parser: argparse.ArgumentParser) -> int:
         except OSError as problem:
             return _fail(f"cannot write {args.output}: {problem.strerror or problem}", 2)
     return 0
+
+
+def _lint(spec, args) -> int:
+    """Warnings on stdout, as linters print them; 1 with --strict when any."""
+    from .lint import lint
+
+    warnings = lint(spec)
+    colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
+    texts = [w.render() for w in warnings]
+    if colour:
+        texts = [t.replace("warning[", "\x1b[1;33mwarning\x1b[0m[", 1) for t in texts]
+    if texts:
+        print("\n\n".join(texts))
+    if warnings:
+        print(f"{args.file}: {len(warnings)} warning{'s' if len(warnings) > 1 else ''}",
+              file=sys.stderr)
+    return 1 if warnings and args.strict else 0
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -519,8 +723,6 @@ def _predict(args, options: dict) -> int:
 def _check_output(args, parser: argparse.ArgumentParser) -> None:
     """Usage errors of `render` and `graph`, caught before the spec is read."""
     if args.command == "render":
-        if args.depth is not None and args.depth < 1:
-            parser.error("--depth must be 1 or more")
         if args.dpi is not None and args.dpi < 1:
             parser.error("--dpi must be 1 or more")
         from .render import RenderError, output_format
@@ -648,3 +850,57 @@ def _print_summary(spec, as_json: bool, depth: int | None) -> None:
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     console.print(table(summary))
     console.print(totals(summary))
+
+
+def _wants_train_memory(args, parser: argparse.ArgumentParser) -> bool:
+    """`summary --train`; its other flags without it are a usage error."""
+    given = [flag for flag, value, default in (
+        ("--batch", args.batch, None), ("--optimizer", args.optimizer, "sgd"),
+        ("--amp", args.amp, "off"), ("--fit", args.fit, None),
+        ("--device", args.device, "cpu")) if value != default]
+    if given and not args.train:
+        parser.error(f"{' and '.join(given)} need{'s' if len(given) == 1 else ''} "
+                     "--train (they plan training memory)")
+    return args.train
+
+
+def _print_train_memory(spec, args, parser: argparse.ArgumentParser) -> int:
+    """`summary --train`: the summary, then one training step's memory."""
+    import json
+
+    from . import memory as M
+
+    batch = args.batch
+    if batch is None and spec.recipe is not None:
+        batch = spec.recipe.batch
+    if batch is None:
+        parser.error("--train needs --batch N (the spec's train { } gives no batch)")
+    if batch < 1:
+        parser.error(f"--batch must be 1 or more, found {batch}")
+    plan = spec.train_memory(batch, optimizer=args.optimizer,
+                             amp=None if args.amp == "off" else args.amp,
+                             fit=args.fit, device=args.device)
+    summary = spec.summary()
+    layers = plan.layers
+    if args.depth is not None:
+        from .summary import collapse
+
+        summary = collapse(spec, summary, args.depth)
+        layers = M.collapse(spec, plan, args.depth)
+    if args.json:
+        data = json.loads(summary.model_dump_json())
+        data["train_memory"] = json.loads(plan.model_copy(
+            update={"layers": layers}).model_dump_json())
+        print(json.dumps(data, indent=2))
+        return 0
+    from rich.console import Console
+
+    from .summary import table, totals
+
+    console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+    console.print(table(summary))
+    console.print(totals(summary))
+    console.print()
+    console.print(M.table(plan, layers))
+    console.print(M.totals(plan))
+    return 0

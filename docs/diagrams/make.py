@@ -1,11 +1,16 @@
 """Regenerate the diagrams in docs/diagrams/ (needs Graphviz's `dot`).
 
-    .venv/bin/python docs/diagrams/make.py
+    .venv/bin/python docs/diagrams/make.py          # everything
+    .venv/bin/python docs/diagrams/make.py charts   # the two comparison charts only
 
 Each diagram is `cnnspec render SPEC -o OUT --depth N` at 144 dpi; comparison.png is
-`cnnspec compare specs/*.cnn -o docs/diagrams/comparison.png`.
+`cnnspec compare specs/*.cnn -o docs/diagrams/comparison.png` (top-1 against MACs,
+from torchvision's weight metadata: needs torchvision, no download), and
+comparison_cost.png the same library's MACs against parameters (the chart compare
+draws when no accuracy is known).
 """
 
+import sys
 from pathlib import Path
 
 import cnnspec
@@ -24,15 +29,17 @@ DIAGRAMS = [  # (spec, depth, output)
 ]
 
 
-def main() -> None:
-    for name, depth, out in DIAGRAMS:
+def main(charts_only: bool = False) -> None:
+    for name, depth, out in [] if charts_only else DIAGRAMS:
         spec = cnnspec.load(SPECS / f"{name}.cnn")
         path = render(spec, HERE / out, depth=depth, dpi=144)
         print(f"wrote {path.relative_to(HERE.parent.parent)}")
     specs = [cnnspec.load(path) for path in sorted(SPECS.glob("*.cnn"))]
-    path = chart(compare(specs), HERE / "comparison.png")
-    print(f"wrote {path.relative_to(HERE.parent.parent)}")
+    for comparison, out in ((compare(specs, torchvision=True), "comparison.png"),
+                            (compare(specs), "comparison_cost.png")):
+        path = chart(comparison, HERE / out)
+        print(f"wrote {path.relative_to(HERE.parent.parent)}")
 
 
 if __name__ == "__main__":
-    main()
+    main(charts_only=sys.argv[1:] == ["charts"])
