@@ -62,15 +62,3 @@ def pytest_configure(config):
         except ImportError:
             return
         torch.set_num_threads(1)
-
-
-# The training tests take seconds to tens of seconds each. Collected last (their
-# files sort last), they left one pytest-xdist worker running them alone for minutes
-# while the other sat idle; scheduled first, the quick tests fill in around them.
-SLOW_FILES = ("test_train_processes.py", "test_training.py", "test_transfer.py",
-              "test_train.py", "test_finetune.py", "test_evaluate.py",
-              "test_library_resnet_vgg.py", "test_export_weights.py")
-
-
-def pytest_collection_modifyitems(config, items):
-    items.sort(key=lambda item: 0 if item.path.name in SLOW_FILES else 1)
