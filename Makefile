@@ -5,8 +5,8 @@
 #   make test   set up, then run the whole test suite
 #   make mutate mutation testing of check.py, layers.py and torch_backend.py (slow:
 #               about an hour on 2 cores; not part of CI), then the score per module
-# Setting up makes .venv and, when Graphviz's `dot` is missing, installs it with
-# apt-get (as root, or through sudo).
+# Setting up makes .venv and, when Graphviz's `dot` or chromium's driver is missing,
+# installs them with apt-get (as root, or through sudo).
 # pyproject.toml declares version ranges for users; the exact torch pair that
 # development and CI use is pinned here.
 PYTHON ?= python3
@@ -14,19 +14,22 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test mutate graphviz
-setup: $(VENV)/.installed graphviz
+.PHONY: setup demo test mutate system-packages
+setup: $(VENV)/.installed system-packages
 
-graphviz:
-	@command -v dot >/dev/null || { \
+# Graphviz lays out diagrams; Debian's chromium and its driver run the explorer's
+# browser tests (tests/test_explorer_browser.py), since no browser download works here.
+system-packages:
+	@command -v dot >/dev/null && command -v chromedriver >/dev/null || { \
 	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq graphviz >/dev/null; }
+	  $$SUDO apt-get update -qq && \
+	  $$SUDO apt-get install -y -qq graphviz chromium chromium-driver >/dev/null; }
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet $(TORCH)
-	$(BIN)/pip install --quiet -e ".[torch,train,chart,test]"
+	$(BIN)/pip install --quiet -e ".[torch,train,chart,lsp,test]"
 	touch $@
 
 demo: setup
