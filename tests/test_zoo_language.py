@@ -218,6 +218,15 @@ def test_a_label_cannot_hide_a_torch_module_method():
     assert info.value.code == "E0206" and "`double` cannot name a layer" in str(info.value)
 
 
+def test_the_reserved_names_are_exactly_the_torch_module_attributes():
+    """The checker's list is written out so that checking never imports torch; it must
+    follow the installed torch, or a label such as a new method's name would break the
+    build (`add_module` refuses it) instead of getting E0206."""
+    from cnnspec.elaborate import _MODULE_ATTRIBUTES
+    public = {name for name in dir(nn.Module()) if not name.startswith("_")}
+    assert public == _MODULE_ATTRIBUTES
+
+
 def test_generated_block_keeps_a_setting_apart_from_an_argument_of_equal_value():
     """ConvNeXt's eps and layer-scale init are both 1e-6: the generated class must not
     write `eps=layer_scale_init`, or a caller changing the init would change eps."""
