@@ -109,6 +109,15 @@ class Spec:
         except RenderError:
             return None
 
+    def explorer_html(self, depth: int | None = 1, **options) -> str:
+        """The interactive explorer (`cnnspec render SPEC -o arch.html`) as one
+        self-contained HTML page: blocks collapsed `depth` deep that open by click,
+        pan and zoom, search, each node's facts. `options`: rankdir, shapes, theme.
+        Needs Graphviz's `dot` (render.RenderError without it)."""
+        from .explorer import explorer_html
+
+        return explorer_html(self, depth, **options)
+
     def summary(self):
         from .summary import summarize
 
@@ -146,6 +155,15 @@ class Spec:
 def load(source: str | os.PathLike, *, network: str | None = None, **params) -> Spec:
     """Parse, elaborate and check a spec given as a path or as text."""
     path, text = _read(source)
+    return load_text(text, path, network=network, **params)
+
+
+def load_text(text: str, path: str | os.PathLike | None = None, *,
+              network: str | None = None, **params) -> Spec:
+    """`load` for text that is not (or not yet) what is saved at `path`, such as an
+    editor's buffer: diagnostics name `path`, and `import`s resolve relative to it
+    (to the working directory without a path)."""
+    path = os.fspath(path) if path is not None else None
     modules = _Modules()
     try:
         module = modules.load(text, path)
@@ -245,4 +263,4 @@ class _Modules:
         self.blocks[block.name] = block
 
 
-__all__ = ["Spec", "SpecError", "load"]
+__all__ = ["Spec", "SpecError", "load", "load_text"]

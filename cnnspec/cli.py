@@ -24,6 +24,7 @@ examples:
   cnnspec compile specs/googlenet.cnn --format onnx  # writes googlenet.onnx
   cnnspec compile specs/lenet5.cnn --weights runs/lenet5/weights.safetensors
   cnnspec render specs/googlenet.cnn -o googlenet.svg --depth 1
+  cnnspec render specs/googlenet.cnn -o googlenet.html   # click blocks open, search layers
   cnnspec graph specs/resnet50.cnn -o resnet50.graphml
   cnnspec compare specs/*.cnn -o comparison.png
   cnnspec explain specs/alexnet.cnn conv1            # every number with its arithmetic
@@ -35,6 +36,7 @@ examples:
   cnnspec evaluate specs/lenet5.cnn --weights runs/lenet5*/weights.safetensors --json
   cnnspec evaluate specs/alexnet.cnn --weights alexnet.pth --data ~/val --tta ten_crop -o confusion.png
   cnnspec predict specs/lenet5.cnn --weights runs/lenet5/weights.safetensors digit.png
+  cnnspec lsp                                        # the language server editors start
 """
 
 
@@ -101,10 +103,13 @@ def _parser() -> argparse.ArgumentParser:
                           "clusters, shapes on the edges")
     render.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="the diagram; its extension picks the format: .svg, .png, "
-                        ".pdf (these need Graphviz's dot) or .dot (DOT source)")
+                        ".pdf (these need Graphviz's dot), .dot (DOT source) or .html "
+                        "(an interactive explorer in one offline file, needs dot: "
+                        "blocks open by click, pan, zoom, search, each layer's facts)")
     render.add_argument("--depth", type=_depth, metavar="N",
                         help="one node per block nested N levels deep (N >= 1); repeated "
-                        "identical blocks become one node marked xN (1: stem, blocks, head)")
+                        "identical blocks become one node marked xN (1: stem, blocks, head); "
+                        ".html starts at N (default 1) and opens down to single layers")
     render.add_argument("--rankdir", choices=("TB", "LR"), default="TB",
                         help="top to bottom (default) or left to right")
     render.add_argument("--no-shapes", dest="shapes", action="store_false",
@@ -146,6 +151,14 @@ def _parser() -> argparse.ArgumentParser:
                          "cost, for networkx and other graph tools")
     graph.add_argument("-o", "--output", required=True, metavar="OUT",
                        help="a .graphml file, or .json (networkx node-link data)")
+    lsp = commands.add_parser(
+        "lsp", help="run the language server for editors on stdin/stdout",
+        description="The language server for .cnn files: diagnostics as you type, hover "
+        "(shapes, parameters, MACs, arithmetic), go to definition, completion, outline. "
+        "Editors start it; see docs/editors.md. Needs pip install \"cnnspec[lsp]\".")
+    lsp.add_argument("--stdio", action="store_true",
+                     help="talk over stdin/stdout (the default and only transport; "
+                     "accepted because editors pass it)")
     _train_parser(commands)
     _evaluate_parsers(commands)
     for sub in commands.choices.values():  # errors after parsing show its own usage
@@ -426,6 +439,8 @@ def _main(argv: list[str] | None) -> int:
         return _compare(args, parser)
     if args.command in ("evaluate", "predict"):
         return _evaluate_or_predict(args, parser)
+    if args.command == "lsp":
+        return _lsp()
     if not os.path.isfile(args.file):
         parser.error(f"no such file: {args.file}")
     _check_output(args, parser)
@@ -452,6 +467,19 @@ def _main(argv: list[str] | None) -> int:
         return _write_graph(spec, args.output)
     if args.command == "explain":
         return _explain(spec, args, parser)
+    return 0
+
+
+def _lsp() -> int:
+    """`cnnspec lsp`: serve one editor until it says exit (docs/editors.md)."""
+    try:
+        from .lsp.server import serve
+    except ModuleNotFoundError as missing:
+        package = (missing.name or "").split(".")[0]
+        if package not in ("pygls", "lsprotocol"):
+            raise
+        return _fail(f"`cnnspec lsp` needs {package}: pip install \"cnnspec[lsp]\"", 2)
+    serve()
     return 0
 
 

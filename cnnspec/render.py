@@ -29,7 +29,7 @@ from .check import shape_text
 from .ir import block_at
 from .summary import human
 
-FORMATS = ("svg", "png", "pdf", "dot")
+FORMATS = ("svg", "png", "pdf", "dot", "html")  # html: the explorer (cnnspec.explorer)
 JOINS = frozenset({"concat", "add", "mean", "multiply"})
 
 INSTALL_HINT = (
@@ -414,12 +414,18 @@ def _legend(spec, drawn: list[Item], skips: bool, colours: dict) -> str:
 
 
 def render(spec, out_path, *, dpi: int | None = None, **options) -> Path:
-    """Write the diagram to `out_path`; the format is the extension (svg/png/pdf/dot).
+    """Write the diagram to `out_path`; the format is the extension (svg/png/pdf/dot,
+    or html: the interactive explorer, which starts at depth 1 unless given one).
 
     `options` are `to_dot`'s; `dpi` sets a PNG's resolution (Graphviz's default is 96).
     """
     out = Path(out_path)
     fmt = output_format(out)
+    if fmt == "html":
+        from .explorer import write_explorer
+
+        depth = options.pop("depth", None)
+        return write_explorer(spec, out, 1 if depth is None else depth, **options)
     dot = to_dot(spec, **options)
     if dpi is not None and fmt == "png":
         dot.attr(dpi=str(dpi))
@@ -436,13 +442,14 @@ def svg(spec, **options) -> str:
 
 
 def output_format(out_path) -> str:
-    """`svg`, `png`, `pdf` or `dot` from the file name; RenderError otherwise."""
+    """`svg`, `png`, `pdf`, `dot` or `html` from the file name; RenderError otherwise."""
     fmt = Path(out_path).suffix.lower().lstrip(".")
-    if fmt == "gv":
-        fmt = "dot"
+    if fmt in ("gv", "htm"):
+        fmt = {"gv": "dot", "htm": "html"}[fmt]
     if fmt not in FORMATS:
         raise RenderError(f"cannot tell the diagram format from {str(out_path)!r}: "
-                          f"name it .svg, .png, .pdf or .dot")
+                          f"name it .svg, .png, .pdf, .dot or .html (the interactive "
+                          f"explorer)")
     return fmt
 
 
