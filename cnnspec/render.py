@@ -116,10 +116,10 @@ def items(spec, depth: int | None = None) -> list[Item]:
             grouped.setdefault(path, Item(path, block=block)).members.append(node)
         else:
             grouped[node.name] = Item(node.name, [node])
-    return _merge_repeats(spec, list(grouped.values()))
+    return merge_repeats(spec, list(grouped.values()))
 
 
-def _merge_repeats(spec, drawn: list[Item]) -> list[Item]:
+def merge_repeats(spec, drawn: list[Item]) -> list[Item]:
     """Fold consecutive identical block instances fed by each other into one `xN`."""
     merged: list[Item] = []
     previous = None  # (signature, members) of the instance drawn or folded last
@@ -183,12 +183,22 @@ def clusters(drawn: list[Item]) -> dict[str, list[str]]:
 def to_dot(spec, depth: int | None = None, rankdir: str = "TB", shapes: bool = True,
            theme: str = "light") -> graphviz.Digraph:
     """The diagram as a `graphviz.Digraph` (call `.source` for DOT text)."""
+    drawn = items(spec, depth)
+    dot, skips = dot_for(spec, drawn, rankdir, shapes, theme)
+    dot.attr(label=_legend(spec, drawn, skips, THEMES[theme]), labelloc="b", labeljust="l")
+    return dot
+
+
+def dot_for(spec, drawn: list[Item], rankdir: str = "TB", shapes: bool = True,
+            theme: str = "light") -> tuple[graphviz.Digraph, bool]:
+    """The nodes, clusters and edges of the given `items` as a Digraph (no legend),
+    and whether any edge is a skip connection. `to_dot` draws `items(spec, depth)`;
+    the explorer draws its own selections, with blocks open along one path."""
     if rankdir not in ("TB", "LR"):
         raise ValueError(f"rankdir must be TB or LR, not {rankdir!r}")
     if theme not in THEMES:
         raise ValueError(f"theme must be one of {', '.join(THEMES)}, not {theme!r}")
     colours = THEMES[theme]
-    drawn = items(spec, depth)
     by_key = {item.key: item for item in drawn}
     dot = graphviz.Digraph(spec.name, graph_attr=_graph_attrs(rankdir, colours),
                            node_attr=_node_attrs(colours),
@@ -197,9 +207,7 @@ def to_dot(spec, depth: int | None = None, rankdir: str = "TB", shapes: bool = T
     edges = _edges(spec, drawn, shapes, colours)
     for tail, head, attrs in edges:
         dot.edge(tail, head, **attrs)
-    skips = any(attrs.get("weight") == "0" for _, _, attrs in edges)
-    dot.attr(label=_legend(spec, drawn, skips, colours), labelloc="b", labeljust="l")
-    return dot
+    return dot, any(attrs.get("weight") == "0" for _, _, attrs in edges)
 
 
 def _graph_attrs(rankdir: str, colours: dict) -> dict:
@@ -432,13 +440,13 @@ def render(spec, out_path, *, dpi: int | None = None, **options) -> Path:
     if fmt == "dot":
         out.write_text(dot.source, encoding="utf-8")
         return out
-    out.write_bytes(_pipe(dot, fmt))
+    out.write_bytes(pipe(dot, fmt))
     return out
 
 
 def svg(spec, **options) -> str:
     """The diagram as SVG text (needs `dot`)."""
-    return _pipe(to_dot(spec, **options), "svg").decode("utf-8")
+    return pipe(to_dot(spec, **options), "svg").decode("utf-8")
 
 
 def output_format(out_path) -> str:
@@ -457,7 +465,8 @@ def have_dot() -> bool:
     return shutil.which("dot") is not None
 
 
-def _pipe(dot: graphviz.Digraph, fmt: str) -> bytes:
+def pipe(dot: graphviz.Digraph, fmt: str) -> bytes:
+    """Lay `dot` out as `fmt` bytes; RenderError when `dot` is missing or fails."""
     if not have_dot():
         raise RenderError(INSTALL_HINT)
     try:

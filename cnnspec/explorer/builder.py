@@ -22,7 +22,7 @@ and the page unpacks them once at load with the browser's own DecompressionStrea
 DenseNet-201 2.7 MB, GoogLeNet 1.0 MB, ResNet-152 0.8 MB. `unpack_views` reads the
 views back for tests and tools. Comments, the XML prologue and Graphviz's tooltips
 (the panel shows more) are dropped. The DOT of each view is built with render.py's
-own node, cluster and edge helpers, so the explorer draws exactly what `render` does.
+own `dot_for`, so the explorer draws exactly what `render` does.
 """
 
 from __future__ import annotations
@@ -36,25 +36,10 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import graphviz
 
 from .. import __version__
 from ..check import shape_text
-from ..render import (
-    BLOCK,
-    FAMILIES,
-    THEMES,
-    _block_names,
-    _Drawing,
-    _edge_attrs,
-    _edges,
-    _fill,
-    _graph_attrs,
-    _node_attrs,
-    _pipe,
-    clusters,
-    family,
-)
+from ..render import BLOCK, FAMILIES, THEMES, dot_for, family, pipe
 from ..summary import human, human_bytes
 from . import facts as facts_module
 from .views import View, locate, plan
@@ -72,7 +57,7 @@ def explorer_html(spec, depth: int | None = 1, *, rankdir: str = "TB",
     if theme not in THEMES:
         raise ValueError(f"theme must be one of {', '.join(THEMES)}, not {theme!r}")
     views = plan(spec, depth)
-    svgs = _lay_out(spec, views, rankdir, shapes, THEMES[theme])
+    svgs = _lay_out(spec, views, rankdir, shapes, theme)
     data = _data(spec, views, depth)
     return _page(spec, theme, data, svgs, views)
 
@@ -88,19 +73,11 @@ def write_explorer(spec, out_path, depth: int | None = 1, **options) -> Path:
 
 
 def _lay_out(spec, views: list[View], rankdir: str, shapes: bool,
-             colours: dict) -> list[str]:
+             theme: str) -> list[str]:
     """Each view's SVG, tagged with data-path; `dot` runs in parallel processes."""
-    blocks = _block_names(spec)
-
     def one(view: View) -> str:
-        dot = graphviz.Digraph(spec.name, graph_attr=_graph_attrs(rankdir, colours),
-                               node_attr=_node_attrs(colours),
-                               edge_attr=_edge_attrs(colours))
-        by_key = {item.key: item for item in view.drawn}
-        _fill(dot, "", _Drawing(spec, colours, clusters(view.drawn), by_key, blocks))
-        for tail, head, attrs in _edges(spec, view.drawn, shapes, colours):
-            dot.edge(tail, head, **attrs)
-        return _tagged(_pipe(dot, "svg").decode("utf-8"))
+        dot, _ = dot_for(spec, view.drawn, rankdir, shapes, theme)
+        return _tagged(pipe(dot, "svg").decode("utf-8"))
 
     workers = min(8, os.cpu_count() or 1, len(views))
     with ThreadPoolExecutor(max_workers=workers) as pool:

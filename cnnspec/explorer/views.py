@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..render import Item, _merge_repeats
+from ..render import Item, merge_repeats
 
 
 @dataclass
@@ -65,7 +65,7 @@ def _items(spec, depth: int | None, opened: frozenset) -> list[Item]:
             grouped.setdefault(path, Item(path, block=block)).members.append(node)
         else:
             grouped[node.name] = Item(node.name, [node])
-    return _merge_repeats(spec, list(grouped.values()))
+    return merge_repeats(spec, list(grouped.values()))
 
 
 def _closed_block(node, depth: int | None, opened: frozenset) -> tuple[str, str] | None:
