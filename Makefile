@@ -1,6 +1,7 @@
 # Two entry points, both safe on a fresh machine (Python 3.11 and pip, nothing else):
 #   make demo   set up, then compile specs/googlenet.cnn (summary + out/googlenet.py),
-#               render its diagram (out/googlenet.svg) and train specs/lenet5.cnn on
+#               render its diagram (out/googlenet.svg) and its interactive explorer
+#               (out/googlenet.html), and train specs/lenet5.cnn on
 #               scikit-learn's handwritten digits for 5 epochs (out/lenet5-run)
 #   make test   set up, then run the whole test suite
 #   make mutate mutation testing of check.py, layers.py and torch_backend.py (slow:
@@ -36,7 +37,8 @@ demo: setup
 	mkdir -p out
 	$(BIN)/cnnspec compile specs/googlenet.cnn -o out/googlenet.py
 	$(BIN)/cnnspec render specs/googlenet.cnn -o out/googlenet.svg --depth 2
-	@echo "diagram: out/googlenet.svg"
+	$(BIN)/cnnspec render specs/googlenet.cnn -o out/googlenet.html
+	@echo "diagram: out/googlenet.svg; explorer (open it in a browser): out/googlenet.html"
 	rm -rf out/lenet5-run
 	$(BIN)/cnnspec train specs/lenet5.cnn --data digits --epochs 5 --out out/lenet5-run
 
