@@ -1,10 +1,15 @@
 """Training runs as separate processes: a SIGKILL then `--resume` ends bitwise equal
 to an uninterrupted run, Ctrl-C keeps every finished epoch, two gloo processes
 follow the one-process optimization, and bad input gets one message, no traceback.
+
+The bad-input cases call the CLI's `main` in this process (each child process would
+spend seconds importing torch to print one line); what they check is the same: the
+exit status, the message on stderr, and that no exception escapes.
 """
 
 import json
 import signal
+from types import SimpleNamespace
 import subprocess
 import sys
 import time
@@ -41,6 +46,23 @@ network noisy(classes = 10) {
 def _cnnspec(*args, **options):
     return subprocess.run([sys.executable, "-m", "cnnspec", *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT, timeout=300, **options)
+
+
+@pytest.fixture
+def cli(capsys):
+    """`cnnspec ARGS` through `cli.main` in this process: returncode, stdout, stderr
+    as `_cnnspec` gives them. An exception escaping `main` fails the test."""
+    from cnnspec.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        try:
+            status = main([str(arg) for arg in args])
+        except SystemExit as stop:  # argparse's usage errors
+            status = stop.code
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=status, stdout=out, stderr=err)
+    return run
 
 
 def _start(*args):
@@ -165,70 +187,71 @@ def _fails(result, status, *phrases):
         assert phrase in result.stderr, result.stderr
 
 
-def test_missing_and_unusable_data(tmp_path, image_folder):
+def test_missing_and_unusable_data(cli, tmp_path, image_folder):
     lenet = SPECS / "lenet5.cnn"
-    _fails(_cnnspec("train", lenet, "--data", tmp_path / "nowhere"), 2, "nowhere")
+    _fails(cli("train", lenet, "--data", tmp_path / "nowhere"), 2, "nowhere")
     (tmp_path / "empty").mkdir()
-    _fails(_cnnspec("train", lenet, "--data", tmp_path / "empty"), 2, "empty")
+    _fails(cli("train", lenet, "--data", tmp_path / "empty"), 2, "empty")
     one = image_folder(tmp_path / "one", classes=1)
-    _fails(_cnnspec("train", lenet, "--data", one), 2, "class")
+    _fails(cli("train", lenet, "--data", one), 2, "class")
     broken = image_folder(tmp_path / "broken", classes=2, per_class=2)
     (broken / "train" / "b" / "1.png").write_bytes(b"not a png at all")
-    _fails(_cnnspec("train", lenet, "--data", broken, "--batch", "1", "--val-fraction",
-                    "0.25", "--out", tmp_path / "r"), 2, "1.png")
-    _fails(_cnnspec("train", lenet), 2, "--data")
+    _fails(cli("train", lenet, "--data", broken, "--batch", "1", "--val-fraction",
+               "0.25", "--out", tmp_path / "r"), 2, "1.png")
+    _fails(cli("train", lenet), 2, "--data")
 
 
-def test_a_spec_that_does_not_classify(tmp_path):
+def test_a_spec_that_does_not_classify(cli, tmp_path):
     spec = tmp_path / "features.cnn"
     spec.write_text("network features {\n input 1x8x8\n conv 4 k=3 p=1\n}\n")
-    _fails(_cnnspec("train", spec, "--data", "digits"), 1, "outputs 4x8x8",
-           "`linear classes`")
+    _fails(cli("train", spec, "--data", "digits"), 1, "outputs 4x8x8",
+               "`linear classes`")
     fixed = tmp_path / "fixed.cnn"
     fixed.write_text("network fixed {\n input 1x8x8\n flatten\n linear 3\n}\n")
-    _fails(_cnnspec("train", fixed, "--data", "digits"), 1, "outputs 3 class scores",
-           "10 classes", "no `classes` parameter")
+    _fails(cli("train", fixed, "--data", "digits"), 1, "outputs 3 class scores",
+               "10 classes", "no `classes` parameter")
 
 
-def test_resume_without_a_checkpoint_or_from_another_spec(tmp_path, noisy_spec):
-    _fails(_cnnspec("train", noisy_spec, "--resume", tmp_path / "none"), 2, "no folder")
+def test_resume_without_a_checkpoint_or_from_another_spec(cli, tmp_path, noisy_spec):
+    _fails(cli("train", noisy_spec, "--resume", tmp_path / "none"), 2, "no folder")
     (tmp_path / "empty").mkdir()
-    _fails(_cnnspec("train", noisy_spec, "--resume", tmp_path / "empty"), 2,
-           "has no last.ckpt")
+    _fails(cli("train", noisy_spec, "--resume", tmp_path / "empty"), 2,
+               "has no last.ckpt")
     run = tmp_path / "run"
-    assert _cnnspec("train", noisy_spec, "--data", "digits", "--epochs", "1",
-                    "--out", run).returncode == 0
-    _fails(_cnnspec("train", SPECS / "lenet5.cnn", "--resume", run), 1,
-           "different network", "noisy")
-    _fails(_cnnspec("train", noisy_spec, "--data", "digits", "--out", run), 2,
-           "already holds a run", "--resume")
+    assert cli("train", noisy_spec, "--data", "digits", "--epochs", "1",
+               "--out", run).returncode == 0
+    _fails(cli("train", SPECS / "lenet5.cnn", "--resume", run), 1,
+               "different network", "noisy")
+    _fails(cli("train", noisy_spec, "--data", "digits", "--out", run), 2,
+               "already holds a run", "--resume")
     (tmp_path / "corrupt").mkdir()
     (tmp_path / "corrupt" / "last.ckpt").write_bytes(b"\x00" * 100)
-    _fails(_cnnspec("train", noisy_spec, "--resume", tmp_path / "corrupt"), 2,
-           "not a readable checkpoint")
+    _fails(cli("train", noisy_spec, "--resume", tmp_path / "corrupt"), 2,
+               "not a readable checkpoint")
 
 
-def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(tmp_path, noisy_spec):
+def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(cli, tmp_path,
+                                                                 noisy_spec):
     run = tmp_path / "run"
-    assert _cnnspec("train", noisy_spec, "--data", "digits", "--epochs", "1",
-                    "--out", run).returncode == 0
+    assert cli("train", noisy_spec, "--data", "digits", "--epochs", "1",
+               "--out", run).returncode == 0
     before = (run / "last.ckpt").read_bytes()
-    blown = _cnnspec("train", noisy_spec, "--resume", run, "--epochs", "3", "--lr", "1e30")
+    blown = cli("train", noisy_spec, "--resume", run, "--epochs", "3", "--lr", "1e30")
     _fails(blown, 1, "at epoch 2, step", "the checkpoint of epoch 1", "--lr")
     assert (run / "last.ckpt").read_bytes() == before
     assert _epochs_done(run) == 1
 
 
-def test_bad_flags_are_usage_errors(noisy_spec):
-    _fails(_cnnspec("train", noisy_spec, "--data", "digits", "--epochs", "0"), 2,
-           "epochs")
-    _fails(_cnnspec("train", noisy_spec, "--data", "digits", "--batch", "15",
-                    "--nproc", "2"), 2, "does not split evenly")
-    bad = _cnnspec("train", noisy_spec, "--data", "digits", "--amp", "fp8")
+def test_bad_flags_are_usage_errors(cli, noisy_spec):
+    _fails(cli("train", noisy_spec, "--data", "digits", "--epochs", "0"), 2,
+               "epochs")
+    _fails(cli("train", noisy_spec, "--data", "digits", "--batch", "15",
+               "--nproc", "2"), 2, "does not split evenly")
+    bad = cli("train", noisy_spec, "--data", "digits", "--amp", "fp8")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
-    _fails(_cnnspec("train", noisy_spec, "--data", "cifar10"), 2, "cifar10:PATH")
-    _fails(_cnnspec("train", noisy_spec, "--data", "digits", "--nproc", "2",
-                    "--sync-batchnorm", "--device", "cpu"), 2, "needs CUDA")
+    _fails(cli("train", noisy_spec, "--data", "cifar10"), 2, "cifar10:PATH")
+    _fails(cli("train", noisy_spec, "--data", "digits", "--nproc", "2",
+               "--sync-batchnorm", "--device", "cpu"), 2, "needs CUDA")
 
 
 def test_json_is_the_last_line_of_stdout(tmp_path, noisy_spec):
