@@ -62,7 +62,8 @@ class Span(NamedTuple):
 
 
 class Diagnostic(NamedTuple):
-    """One user error: a code, where, what was found, what was needed, and why."""
+    """One finding: a code, where, what was found, what was needed, and why. The
+    checker's are errors (E codes); lint's advice is `severity="warning"` (W codes)."""
 
     code: str
     message: str
@@ -70,9 +71,10 @@ class Diagnostic(NamedTuple):
     label: str = ""
     help: str = ""
     notes: tuple[str, ...] = ()
+    severity: str = "error"  # or "warning"
 
     def render(self) -> str:
-        lines = [f"error[{self.code}]: {self.message}"]
+        lines = [f"{self.severity}[{self.code}]: {self.message}"]
         pad = " "
         if self.span is not None:
             pad = " " * len(str(self.span.line))

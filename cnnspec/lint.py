@@ -1,8 +1,9 @@
 """Lint: a checked spec -> warnings, the lecture notes' advice applied to one network.
 
-Takes: a `Spec` (already proved: every shape is known). Returns: `LintWarning`s, each
-with a code (W03xx shapes and padding, W04xx cost and training), the layer's span,
-what was found, why it matters and what to do, rendered like diagnostics:
+Takes: a `Spec` (already proved: every shape is known). Returns: warnings, the
+checker's `Diagnostic` with severity "warning", each with a code (W03xx shapes and
+padding, W04xx cost and training), the layer's span, what was found, why it matters
+and what to do, rendered like the checker's errors:
 
     warning[W0404]: `conv1` has a bias that the batchnorm after it cancels
       --> example.cnn:3:5
@@ -19,34 +20,14 @@ here imports torch.
 
 from __future__ import annotations
 
-from typing import NamedTuple
-
 from . import ops as O
-from .diagnostics import Span, _quote
+from .diagnostics import Diagnostic, Span
 
 
-class LintWarning(NamedTuple):
+def warning(code: str, message: str, span: Span | None, label: str = "",
+            help: str = "", notes: tuple[str, ...] = ()) -> Diagnostic:
     """One piece of advice: a code, where, what was found, why and what to do."""
-
-    code: str
-    message: str
-    span: Span | None
-    label: str = ""
-    help: str = ""
-    notes: tuple[str, ...] = ()
-
-    def render(self) -> str:
-        lines = [f"warning[{self.code}]: {self.message}"]
-        pad = " "
-        if self.span is not None:
-            pad = " " * len(str(self.span.line))
-            lines.extend(_quote(self.span, self.label))
-        elif self.label:
-            lines.append(f"{pad} = {self.label}")
-        lines.extend(f"{pad} = note: {note}" for note in self.notes)
-        if self.help:
-            lines.append(f"{pad} = help: {self.help}")
-        return "\n".join(lines)
+    return Diagnostic(code, message, span, label, help, notes, severity="warning")
 
 
 CODES = {
@@ -70,10 +51,10 @@ _PER_ELEMENT = {"batchnorm", "relu", "relu6", "silu", "gelu", "hardswish", "leak
                 "elu", "dropout", "identity", "layernorm"}
 
 
-def lint(spec) -> list[LintWarning]:
+def lint(spec) -> list[Diagnostic]:
     """Every warning for `spec`, in the order of the layers they are about; one
     warning per source line and code (a block called 20 times warns once)."""
-    found: list[tuple[LintWarning, str]] = []  # (warning, the layer's name)
+    found: list[tuple[Diagnostic, str]] = []  # (warning, the layer's name)
     for rule in (_strided_floor, _even_same, _fully_connected, _concat_memory,
                  _squashed_output, _bias_before_batchnorm):
         found.extend(rule(spec))
@@ -82,10 +63,10 @@ def lint(spec) -> list[LintWarning]:
     return _merged(found)
 
 
-def _merged(found: list[tuple[LintWarning, str]]) -> list[LintWarning]:
+def _merged(found: list[tuple[Diagnostic, str]]) -> list[Diagnostic]:
     """Warnings about the same line for the same reason (a block's layer, once per
     call) become one, whose note names the other layers."""
-    groups: dict[tuple, list[tuple[LintWarning, str]]] = {}
+    groups: dict[tuple, list[tuple[Diagnostic, str]]] = {}
     for warning, name in found:
         key = (warning.code, str(warning.span) if warning.span else name)
         groups.setdefault(key, []).append((warning, name))
@@ -188,7 +169,7 @@ def _strided_floor(spec):
             label = "; ".join(f"the {item[0]}: {item[2]}" for item in lost)
             fix = "; ".join(f"an input {item[0]} of {item[3]}" for item in lost)
         verb = "lie" if len(lost) > 1 or edges[0].isdigit() else "lies"
-        yield LintWarning(
+        yield warning(
             "W0301", f"{_name(node)} never reads the last input {edges}", node.span,
             label=label,
             notes=(f"`option sizes = floor` floors as PyTorch does: the last input "
@@ -210,7 +191,7 @@ def _even_same(spec):
         kernel = "x".join(map(str, op.kernel_size))
         sides = ", ".join(f"{axis} {t // 2} before and {t - t // 2} after"
                           for axis, t in zip(("rows", "columns"), totals) if t % 2)
-        yield LintWarning(
+        yield warning(
             "W0302", f"{_name(node)} has an even kernel with `padding=same`", node.span,
             label=f"a {kernel} kernel pads {sides}",
             notes=("each output is centred half a pixel below and right of its input "
@@ -249,7 +230,7 @@ def _fully_connected(spec):
     if len(out) == 1:
         help += (f": one linear layer from {c} pooled channels to {out[0]:,} classes "
                  f"holds {c * out[0] + out[0]:,} parameters")
-    yield LintWarning(
+    yield warning(
         "W0401", f"fully connected layers hold {_percent(held, total)} of the "
         "parameters", node.span,
         label=f"{facts.params:,} parameters ({_percent(facts.params, total)})",
@@ -293,7 +274,7 @@ def _concat_memory(spec):
     concats = sum(1 for n, _ in layers if n.op.op == "concat")
     block = f" of `{node.blocks[0][0]}`" if len(instances) == 1 else \
         f" of the {len(instances)} blocks this line makes" if instances else ""
-    yield LintWarning(
+    yield warning(
         "W0402", f"concatenations hold {_percent(held, total)} of the activation "
         "memory", span,
         label=f"the concatenations{block}: {_mib(most, spec)} "
@@ -332,7 +313,7 @@ def _squashed_output(spec):
                     "gradient vanishes, and the loss cannot make the right class win "
                     "by a margin")
         head = "" if output.name == "main" else f" of the auxiliary head `{output.name}`"
-        yield LintWarning(
+        yield warning(
             "W0403", f"`{kind}` after the final classifier{head}", node.span,
             label=f"the scores of {_name(scores)} pass through {kind}",
             notes=("the training loss (CrossEntropyLoss) expects logits, the raw "
@@ -360,7 +341,7 @@ def _bias_before_batchnorm(spec):
                 or not source.op.bias or users[source.id] != 1:
             continue
         channels = spec.table[source.id].shape[0]
-        yield LintWarning(
+        yield warning(
             "W0404", f"{_name(source)} has a bias that the batchnorm after it cancels",
             source.span,
             label=f"bias=true (the default): {channels:,} parameters that learn nothing",

@@ -22,7 +22,7 @@ from typing import NamedTuple
 
 from .. import syntax as S
 from ..api import Spec, _Modules, load_text
-from ..diagnostics import Diagnostic, Span, SpecError
+from ..diagnostics import Span, SpecError
 from ..lint import lint
 from ..parse import parse
 
@@ -178,8 +178,9 @@ def analyse(text: str, path: str | os.PathLike | None = None) -> Analysis:
 
 
 def _problem(found, text: str, path: str | None, imports) -> Problem:
-    """A checker `Diagnostic` or a `LintWarning`, placed in this document."""
-    severity = "error" if isinstance(found, Diagnostic) else "warning"
+    """A checker error or a lint warning (both `Diagnostic`s), placed in this
+    document."""
+    severity = found.severity
     lines = [found.message]
     if found.label:
         lines.append(found.label)
