@@ -76,9 +76,9 @@ def test_compare_network_and_the_E0213_help_it_answers(tmp_path):
 
 def test_every_command_that_reads_a_spec_takes_set_and_network():
     """E0213's help names --network: no command may refuse it."""
-    from cnnspec.cli import _parser
+    from cnnspec.cli.parser import build_parser
 
-    parser = _parser()
+    parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices
     for name, sub in commands.items():
         options = {o for action in sub._actions for o in action.option_strings}
