@@ -57,8 +57,20 @@ def pytest_configure(config):
     thread: two workers with two threads each on two cores only wait on each other."""
     if os.environ.get("PYTEST_XDIST_WORKER"):
         os.environ["OMP_NUM_THREADS"] = "1"
-        try:
-            import torch
-        except ImportError:
-            return
-        torch.set_num_threads(1)
+        _one_torch_thread()
+
+
+def pytest_collection_finish(session):
+    """Again after collection: a test module that sets torch's threads when imported
+    would otherwise set them for every test of its worker (every worker imports every
+    module). Two threads per worker made the training tests 5-15x slower."""
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        _one_torch_thread()
+
+
+def _one_torch_thread():
+    try:
+        import torch
+    except ImportError:
+        return
+    torch.set_num_threads(1)

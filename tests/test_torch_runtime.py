@@ -14,8 +14,6 @@ from torch import nn
 import cnnspec
 from conftest import SPECS
 
-torch.set_num_threads(2)
-
 SMALL = """
 network small(classes = 3) {
     input 4x8x8
