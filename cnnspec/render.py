@@ -108,18 +108,26 @@ def items(spec, depth: int | None = None) -> list[Item]:
     """The nodes a diagram at `depth` draws, in topological order."""
     if depth is not None and depth < 1:
         raise ValueError("depth must be 1 or more")
+    return grouped_items(
+        spec, lambda node: None if depth is None else block_at(node, depth))
+
+
+def grouped_items(spec, drawn_in) -> list[Item]:
+    """Each node drawn alone, or inside the block instance `drawn_in(node)` names as
+    `(path, block)`; runs of identical instances folded into one `xN` item. `items`
+    closes every block `depth` deep; the explorer keeps some of them open."""
     grouped: dict[str, Item] = {}
     for node in spec.graph.nodes:
-        instance = block_at(node, depth) if depth is not None else None
+        instance = drawn_in(node)
         if instance is not None:
             path, block = instance
             grouped.setdefault(path, Item(path, block=block)).members.append(node)
         else:
             grouped[node.name] = Item(node.name, [node])
-    return merge_repeats(spec, list(grouped.values()))
+    return _merge_repeats(spec, list(grouped.values()))
 
 
-def merge_repeats(spec, drawn: list[Item]) -> list[Item]:
+def _merge_repeats(spec, drawn: list[Item]) -> list[Item]:
     """Fold consecutive identical block instances fed by each other into one `xN`."""
     merged: list[Item] = []
     previous = None  # (signature, members) of the instance drawn or folded last

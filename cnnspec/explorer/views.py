@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ..render import Item, merge_repeats
+from ..render import Item, grouped_items
 
 
 @dataclass
@@ -57,15 +57,7 @@ def openable_blocks(spec, depth: int) -> dict[str, list[str]]:
 
 def _items(spec, depth: int | None, opened: frozenset) -> list[Item]:
     """render.items, except that the blocks in `opened` are drawn open."""
-    grouped: dict[str, Item] = {}
-    for node in spec.graph.nodes:
-        instance = _closed_block(node, depth, opened)
-        if instance is not None:
-            path, block = instance
-            grouped.setdefault(path, Item(path, block=block)).members.append(node)
-        else:
-            grouped[node.name] = Item(node.name, [node])
-    return merge_repeats(spec, list(grouped.values()))
+    return grouped_items(spec, lambda node: _closed_block(node, depth, opened))
 
 
 def _closed_block(node, depth: int | None, opened: frozenset) -> tuple[str, str] | None:
