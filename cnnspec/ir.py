@@ -99,16 +99,22 @@ _OVERWRITABLE = {"conv", "dwconv", "batchnorm", "linear", "add", "concat", "maxp
                  "avgpool", "adaptive_avgpool", "adaptive_maxpool"}
 
 
-def in_place_nodes(graph: Graph) -> set[int]:
-    """ReLUs and adds that may overwrite their (first) input, as torchvision's
-    `ReLU(inplace=True)` and `out += identity` do: the input has no other user and
-    comes from an op whose backward does not read its output."""
+def user_counts(graph: Graph) -> list[int]:
+    """How many inputs read each node's output (a network output counts as one)."""
     users = [0] * len(graph.nodes)
     for node in graph.nodes:
         for i in node.inputs:
             users[i] += 1
     for output in graph.outputs:
         users[output.node] += 1
+    return users
+
+
+def in_place_nodes(graph: Graph) -> set[int]:
+    """ReLUs and adds that may overwrite their (first) input, as torchvision's
+    `ReLU(inplace=True)` and `out += identity` do: the input has no other user and
+    comes from an op whose backward does not read its output."""
+    users = user_counts(graph)
     chosen = set()
     for node in graph.nodes:
         if node.op.op in ("relu", "add") and node.inputs:

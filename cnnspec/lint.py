@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from . import ops as O
 from .diagnostics import Diagnostic, Span
+from .ir import user_counts
 
 
 def warning(code: str, message: str, span: Span | None, label: str = "",
@@ -102,16 +103,6 @@ def _name(node) -> str:
 
 def _eval_layers(spec):
     return [(n, spec.table[n.id]) for n in spec.graph.nodes[1:] if not n.training_only]
-
-
-def _users(graph) -> list[int]:
-    users = [0] * len(graph.nodes)
-    for node in graph.nodes:
-        for i in node.inputs:
-            users[i] += 1
-    for output in graph.outputs:
-        users[output.node] += 1
-    return users
 
 
 def _percent(part: float, whole: float) -> str:
@@ -332,7 +323,7 @@ def _bias_before_batchnorm(spec):
     """W0404: a conv (or linear) with a bias whose only reader is a batchnorm: the
     normalisation subtracts each channel's mean, bias included."""
     nodes = spec.graph.nodes
-    users = _users(spec.graph)
+    users = user_counts(spec.graph)
     for node in nodes[1:]:
         if node.op.op != "batchnorm" or not node.inputs:
             continue
