@@ -9,7 +9,9 @@ elaborator, whose graph building, naming and evaluation it uses.
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import replace
+from itertools import repeat
 from typing import TYPE_CHECKING
 
 from . import ops as O
@@ -64,11 +66,10 @@ class Constructs:
         values = [(arg, evaluate(arg.value)) for arg in unit.args]
         call = S.Call(unit.kind, unit.args, unit.span, unit.span)
         op = build_op(unit.kind, _JOINS[unit.kind], call, values)
-        outputs: list[int] = []
         if unit.kind == "split":
             outputs = self._split_branches(unit, cur, inner)
-        for statement in () if unit.kind == "split" else unit.body:
-            outputs.extend(self.branches(statement, cur, inner))
+        else:  # every branch reads the join's input
+            outputs = self._build_branches(unit.body, repeat(cur), cur, inner)
         if not outputs:
             raise error("E0217", f"`{unit.kind}` has no branches", unit.span,
                         label="a join needs at least one branch",
@@ -79,7 +80,11 @@ class Constructs:
         """`split { a; b }`: the input's channels cut into equal consecutive parts,
         one per branch, each branch reading its own part (ShuffleNetV2's channel
         split, Ma et al. 2018); the branch outputs are concatenated."""
-        count = self._branch_count(unit.body, cur, replace(ctx, env=dict(ctx.env)))
+        # Count first, running the body's `let`s in a copy of the environment: the
+        # branches are built below from the same bindings.
+        counting = replace(ctx, env=dict(ctx.env))
+        count = sum(self._count(s.items[0].count, cur, counting) if _repeated(s) else 1
+                    for s in self._branch_statements(unit.body, cur, counting))
         channels = self.table[cur].shape[0]
         if count == 0:
             return []
@@ -92,64 +97,39 @@ class Constructs:
         size = channels // count
         parts = iter([self.join(O.Narrow(start=i * size, length=size), (cur,), ctx,
                                 unit.span) for i in range(count)])
-        return [out for statement in unit.body
-                for out in self._split_statement(statement, parts, cur, ctx)]
+        return self._build_branches(unit.body, parts, cur, ctx)
 
-    def _split_statement(self, statement, parts, cur: int, ctx: _Context) -> list[int]:
-        if isinstance(statement, _NOT_BRANCHES):
-            self.statement(statement, cur, ctx)
-            return []
-        if isinstance(statement, S.IfStatement):
-            chosen = statement.then if self._truth(statement.condition, cur, ctx) \
-                else statement.otherwise or ()
-            return [out for s in chosen for out in self._split_statement(s, parts, cur, ctx)]
-        if (isinstance(statement, S.LayerStatement) and len(statement.items) == 1
-                and statement.items[0].count is not None and statement.expected is None):
-            item, inner = statement.items[0], ctx
-            if statement.label is not None:
-                inner = self.child(ctx, self._label(statement.label, cur, ctx),
-                                   statement.label.span)
-            return [self.unit(item.unit, next(parts), inner, None, item.unit.span)
-                    for _ in range(self._count(item.count, cur, ctx))]
-        return [self.statement(statement, next(parts), ctx)]
-
-    def _branch_count(self, statements, cur: int, ctx: _Context) -> int:
-        """How many branches `statements` make inside a join (`x * n` is n)."""
-        count = 0
+    def _branch_statements(self, statements, cur: int, ctx: _Context):
+        """The statements of a join's body that make branches, in order, as they are
+        reached: the `let`s and `assert`s run on the way, and an `if` gives the
+        statements of its chosen side. Lazy: what follows a branch runs only after the
+        consumer has built that branch, as the statements are written."""
         for statement in statements:
             if isinstance(statement, _NOT_BRANCHES):
                 self.statement(statement, cur, ctx)
             elif isinstance(statement, S.IfStatement):
                 chosen = statement.then if self._truth(statement.condition, cur, ctx) \
                     else statement.otherwise or ()
-                count += self._branch_count(chosen, cur, ctx)
-            elif (isinstance(statement, S.LayerStatement) and len(statement.items) == 1
-                    and statement.items[0].count is not None
-                    and statement.expected is None):
-                count += self._count(statement.items[0].count, cur, ctx)
+                yield from self._branch_statements(chosen, cur, ctx)
             else:
-                count += 1
-        return count
+                yield statement
 
-    def branches(self, statement, cur: int, ctx: _Context) -> list[int]:
-        """The outputs of one statement inside a join: `x * n` is n branches."""
-        if isinstance(statement, _NOT_BRANCHES):
-            self.statement(statement, cur, ctx)
-            return []
-        if isinstance(statement, S.IfStatement):
-            chosen = statement.then if self._truth(statement.condition, cur, ctx) \
-                else statement.otherwise or ()
-            return [out for s in chosen for out in self.branches(s, cur, ctx)]
-        if (isinstance(statement, S.LayerStatement) and len(statement.items) == 1
-                and statement.items[0].count is not None and statement.expected is None):
-            item = statement.items[0]
-            inner = ctx
+    def _build_branches(self, statements, inputs: Iterator[int], cur: int,
+                        ctx: _Context) -> list[int]:
+        """The outputs of a join's branches, each reading the next node of `inputs`:
+        a statement is one branch; `x * n` (one layer repeated) is n branches."""
+        outputs = []
+        for statement in self._branch_statements(statements, cur, ctx):
+            if not _repeated(statement):
+                outputs.append(self.statement(statement, next(inputs), ctx))
+                continue
+            item, inner = statement.items[0], ctx
             if statement.label is not None:
                 inner = self.child(ctx, self._label(statement.label, cur, ctx),
                                    statement.label.span)
-            return [self.unit(item.unit, cur, inner, None, item.unit.span)
-                    for _ in range(self._count(item.count, cur, ctx))]
-        return [self.statement(statement, cur, ctx)]
+            outputs.extend(self.unit(item.unit, next(inputs), inner, None, item.unit.span)
+                           for _ in range(self._count(item.count, cur, ctx)))
+        return outputs
 
     def construct_dense(self, unit: S.Dense, cur, ctx, label) -> int:
         _need_body("dense", unit)
@@ -256,9 +236,15 @@ class Constructs:
         return cur
 
 
+def _repeated(statement) -> bool:
+    """`x * n` inside a join: one layer repeated, n branches. (With a shape check,
+    `x * n -> (c, h, w)`, it is one branch: the n copies in a row.)"""
+    return (isinstance(statement, S.LayerStatement) and len(statement.items) == 1
+            and statement.items[0].count is not None and statement.expected is None)
+
+
 def _need_body(kind: str, unit) -> None:
-    if not any(isinstance(s, S.LayerStatement) or isinstance(s, S.IfStatement)
-               for s in unit.body):
+    if not any(isinstance(s, (S.LayerStatement, S.IfStatement)) for s in unit.body):
         raise error("E0217", f"`{kind}` has no layers", unit.span,
                     label="an empty body makes this construct act on its input alone",
                     help="put the layers of the branch inside the braces")

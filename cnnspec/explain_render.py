@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .explain import (
+from .explain_model import (
     LIMIT,
     SHAPE_KEYS,
     Explanation,
