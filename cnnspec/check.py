@@ -51,18 +51,36 @@ def shape_text(shape: tuple[int, ...]) -> str:
 # ---------------------------------------------------------------- spatial arithmetic
 
 
+class _Arithmetic(NamedTuple):
+    """One axis of a sliding window, before any rounding."""
+
+    span: int  # the dilated kernel: dilation * (kernel - 1) + 1
+    padded: int  # the input with its padding on both sides
+    leftover: int  # padded pixels after the last whole stride (0: the stride divides)
+    floor: int  # the output length, rounded down as PyTorch does
+    equation: str  # `(25 - 2 + 2*0) / 2 + 1 = 12.5`, as diagnostics show it
+
+
+def _arithmetic(size: int, kernel: int, stride: int, padding: int,
+                dilation: int) -> _Arithmetic:
+    span = dilation * (kernel - 1) + 1
+    padded = size + 2 * padding
+    return _Arithmetic(span, padded, (padded - span) % stride,
+                       (padded - span) // stride + 1,
+                       f"({size} - {span} + 2*{padding}) / {stride} + 1 = "
+                       f"{(padded - span) / stride + 1:g}")
+
+
 def _window(size: int, kernel: int, stride: int, padding: int, dilation: int, *,
             ceil_mode: bool, sizes: str, axis: str, window: str) -> int:
     """Output length of a sliding window, as PyTorch computes it, with our checks."""
-    span = dilation * (kernel - 1) + 1
-    padded = size + 2 * padding
-    formula = f"({size} - {span} + 2*{padding}) / {stride} + 1"
+    span, padded, leftover, floor, equation = _arithmetic(size, kernel, stride,
+                                                          padding, dilation)
     # In ceil mode PyTorch also takes one last window that overhangs the padded input.
     reach = padded + (stride - 1 if ceil_mode else 0)
     if reach < span:
         raise ShapeProblem(
-            "E0302", f"the {window} window is larger than the padded input",
-            f"{formula} = {(padded - span) / stride + 1:g}",
+            "E0302", f"the {window} window is larger than the padded input", equation,
             f"the input {axis} is {size}; pad by {math.ceil((span - size) / 2)} "
             "or remove a downsampling layer before this one")
     if ceil_mode:
@@ -70,15 +88,13 @@ def _window(size: int, kernel: int, stride: int, padding: int, dilation: int, *,
         if (out - 1) * stride >= size + padding:  # PyTorch: last window starts inside
             out -= 1
         return out
-    leftover = (padded - span) % stride
     unseen = leftover - padding  # trailing input pixels no window covers
     bad = (sizes == "exact" and leftover) or (
         sizes == "strict" and unseen > max(0, stride - span))
     if bad:
-        raise ShapeProblem("E0301", f"output {axis} is not a whole number",
-                           f"{formula} = {(padded - span) / stride + 1:g}",
+        raise ShapeProblem("E0301", f"output {axis} is not a whole number", equation,
                            _fit_help(size, span, stride, padding, leftover))
-    return (padded - span) // stride + 1
+    return floor
 
 
 def _fit_help(size, span, stride, padding, leftover) -> str:
@@ -90,6 +106,13 @@ def _fit_help(size, span, stride, padding, leftover) -> str:
     if pads:
         help += f" (or pad by {pads[0]})"
     return help + "; `option sizes = floor` floors like PyTorch"
+
+
+def _window_settings(op) -> tuple:
+    """kernel_size, stride, padding, dilation of a conv or pool (a pool's stride is
+    its kernel unless given; a pool without dilation has 1)."""
+    stride = op.effective_stride if isinstance(op, O._Pool) else op.stride
+    return op.kernel_size, stride, op.padding, getattr(op, "dilation", (1, 1))
 
 
 def _spatial(ins: Facts, kernel, stride, padding, dilation, ceil_mode, sizes):
@@ -179,15 +202,20 @@ def _conv_shape(op, ins: Facts, in_channels, out_channels, groups, sizes) -> Fac
     return Facts((out_channels, h, w), params, out_channels * h * w * taps, rf, jump)
 
 
+def _groups_divide(in_channels: int, groups: int) -> None:
+    """A grouped conv's input channels split evenly (`ops` checks the output's)."""
+    if in_channels % groups:
+        raise ShapeProblem("E0305", f"groups={groups} does not divide the "
+                           f"{in_channels} input channels",
+                           f"{in_channels} / {groups} = {in_channels / groups:g}",
+                           "in_channels and out_channels must both be multiples of groups")
+
+
 @rule(O.Conv)
 def _conv(op: O.Conv, ins, sizes):
     (x,) = ins
     _needs_rank(x, 3, "conv")
-    if x.shape[0] % op.groups:
-        raise ShapeProblem("E0305", f"groups={op.groups} does not divide the "
-                           f"{x.shape[0]} input channels",
-                           f"{x.shape[0]} / {op.groups} = {x.shape[0] / op.groups:g}",
-                           "in_channels and out_channels must both be multiples of groups")
+    _groups_divide(x.shape[0], op.groups)
     return _conv_shape(op, x, x.shape[0], op.out_channels, op.groups, sizes)
 
 
@@ -203,17 +231,15 @@ def _dwconv(op: O.DepthwiseConv, ins, sizes):
 def _pool(op, ins, sizes):
     (x,) = ins
     _needs_rank(x, 3, op.op)
-    stride = op.effective_stride
-    for k, p in zip(op.kernel_size, op.padding):
+    kernel, stride, padding, dilation = _window_settings(op)
+    for k, p in zip(kernel, padding):
         if p > k // 2:
             raise ShapeProblem("E0308", f"{op.op} padding {p} is more than half the "
                                f"kernel {k}", f"{p} > {k} // 2",
                                "PyTorch allows padding of at most kernel_size // 2")
-    dilation = getattr(op, "dilation", (1, 1))
-    h, w, rf, jump = _spatial(x, op.kernel_size, stride, op.padding, dilation,
-                              op.ceil_mode, sizes)
-    whole = (h, w) == (1, 1) and op.kernel_size[0] >= x.shape[1] \
-        and op.kernel_size[1] >= x.shape[2]  # one window over the whole map
+    h, w, rf, jump = _spatial(x, kernel, stride, padding, dilation, op.ceil_mode, sizes)
+    whole = (h, w) == (1, 1) and kernel[0] >= x.shape[1] \
+        and kernel[1] >= x.shape[2]  # one window over the whole map
     return Facts((x.shape[0], h, w), 0, 0, rf, jump, whole=whole)
 
 
@@ -256,10 +282,7 @@ def _conv_transpose(op: O.ConvTranspose, ins, sizes):
     (x,) = ins
     _needs_rank(x, 3, "conv_transpose")
     c, h, w = x.shape
-    if c % op.groups:
-        raise ShapeProblem("E0305", f"groups={op.groups} does not divide the "
-                           f"{c} input channels", f"{c} / {op.groups} = {c / op.groups:g}",
-                           "in_channels and out_channels must both be multiples of groups")
+    _groups_divide(c, op.groups)
     out = []
     for size, k, s, p, d, extra, axis in zip((h, w), op.kernel_size, op.stride,
                                              op.padding, op.dilation, op.output_padding,
@@ -527,20 +550,16 @@ class ShapeTable:
 
 
 def _rounded_down(op, in_shape) -> str:
-    """`(25 - 2) / 2 + 1 = 12.5 down to 12` when a window op floors its output
-    height (or width); empty when it divides exactly."""
+    """`the height (25 - 2 + 2*0) / 2 + 1 = 12.5 down to 12` when a window op floors
+    its output height (or width); empty when it divides exactly."""
     if not isinstance(op, (O.Conv, O.DepthwiseConv, O.MaxPool, O.AvgPool)) \
             or len(in_shape) != 3 or op.padding == "same" or getattr(op, "ceil_mode", 0):
         return ""
-    stride = op.effective_stride if isinstance(op, O._Pool) else op.stride
-    dilation = getattr(op, "dilation", (1, 1))
-    for size, k, s, p, d, axis in zip(in_shape[1:], op.kernel_size, stride, op.padding,
-                                      dilation, ("height", "width")):
-        span = d * (k - 1) + 1
-        if (size + 2 * p - span) % s:
-            exact = (size + 2 * p - span) / s + 1
-            return (f"the {axis} ({size} - {span} + 2*{p}) / {s} + 1 = {exact:g} down "
-                    f"to {int(exact)}")
+    for size, k, s, p, d, axis in zip(in_shape[1:], *_window_settings(op),
+                                      ("height", "width")):
+        arithmetic = _arithmetic(size, k, s, p, d)
+        if arithmetic.leftover:
+            return f"the {axis} {arithmetic.equation} down to {arithmetic.floor}"
     return ""
 
 

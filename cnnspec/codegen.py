@@ -33,7 +33,7 @@ from . import ops as O
 from .codegen_blocks import literal
 from .ir import ancestors, in_place_nodes
 from .layers import (GLOBAL_DROP_PATH, HELPERS, LAYER_SCALE, constructor, fractal_joins,
-                     pad_channels_widths)
+                     layer_scale_shape, pad_channels_widths)
 
 _COMMENT_COLUMN = 64  # shape comments line up here (longer lines push them right)
 
@@ -109,9 +109,7 @@ def module_expr(op, in_shape: tuple[int, ...], in_place: bool = False,
 
 
 def _camel(name: str) -> str:
-    parts = [p for p in re.split(r"[^0-9A-Za-z]+", name) if p]
-    text = "".join(p[:1].upper() + p[1:] for p in parts) or "Network"
-    return text if text[0].isalpha() else "Net" + text
+    return B.camel(name, empty="Network", prefix="Net")
 
 
 def _is_attribute(part: str) -> bool:
@@ -131,12 +129,16 @@ def _access(base: str, path: list[str]) -> str:
     return text
 
 
-def _layer_scale_expr(call: str, in_shape: tuple[int, ...]) -> str:
-    """`LayerScale(c, init=v)` as the bare parameter it stands for."""
-    inside = call[len(LAYER_SCALE) + 1:-1]
-    channels, init = inside.rsplit(", init=", 1)
-    shape = f"({channels}, 1, 1)" if len(in_shape) == 3 else f"({channels},)"
-    return f"nn.Parameter(torch.full({shape}, {init}))"
+def _layer_expr(name: str, args: list[str], keywords: dict[str, str],
+                in_shape: tuple[int, ...]) -> str:
+    """A layer's constructor call, from its arguments written as Python (literals,
+    or expressions of a block class's arguments). A layer scale is the bare parameter
+    it stands for, shaped by `layer_scale_shape` as `torch_backend` makes it."""
+    if name == LAYER_SCALE:
+        shape = layer_scale_shape((args[0],) + in_shape[1:])
+        shape_text = f"({', '.join(map(str, shape))}{',' if len(shape) == 1 else ''})"
+        return f"nn.Parameter(torch.full({shape_text}, {keywords['init']}))"
+    return f"{name}({', '.join(args + [f'{k}={v}' for k, v in keywords.items()])})"
 
 
 def _variable(name: str) -> str:
@@ -213,7 +215,7 @@ class _Body:
     def __init__(self, units, input_id, exprs, pads, comments, training, scopes):
         self.units = units
         self.input = input_id
-        self.exprs = exprs  # unit index -> constructor or block class call
+        self.exprs = exprs  # unit index -> constructor, Parameter or block class call
         self.pads = pads  # unit index -> pad_channels widths
         self.comments = comments  # unit index -> shape comment
         self.training = training  # unit index -> runs in training only
@@ -311,7 +313,10 @@ class _Writer:
             if unit.child is not None:
                 exprs[j] = self._literal_call(unit.child)
             elif unit.ctor is not None:
-                exprs[j] = _call(unit.ctor.name, unit.ctor.args, **unit.ctor.kwargs)
+                exprs[j] = _layer_expr(
+                    unit.ctor.name, [literal(a) for a in unit.ctor.args],
+                    {k: literal(v) for k, v in unit.ctor.kwargs.items()},
+                    self.table[unit.inputs[0]].shape)
             elif type(unit.node.op) is O.PadChannels:
                 pads[j] = repr(pad_channels_widths(
                     unit.node.op, self.table[unit.node.inputs[0]].shape))
@@ -367,10 +372,11 @@ class _Writer:
             elif unit.ctor is not None:
                 defaults = B.keyword_defaults(unit.ctor.name)
                 args = [found[("arg", i)] for i in range(len(unit.ctor.args))]
-                args += [f"{key}={expr}" for (kind, *rest), expr in found.items()
-                         for key in rest if kind == "kw"
-                         and not (key in defaults and expr == literal(defaults[key]))]
-                exprs[j] = f"{unit.ctor.name}({', '.join(args)})"
+                keywords = {key: expr for (kind, *rest), expr in found.items()
+                            for key in rest if kind == "kw" and not (
+                                key in defaults and expr == literal(defaults[key]))}
+                exprs[j] = _layer_expr(unit.ctor.name, args, keywords,
+                                       self.table[unit.inputs[0]].shape)
             elif ("pad",) in found:
                 widths = pad_channels_widths(
                     unit.node.op, self.table[unit.node.inputs[0]].shape)
@@ -435,10 +441,7 @@ class _Writer:
                     block = body.scopes.get(prefix)
                     lines.append(f"{_access('self', path[:depth])} = Scope()"
                                  + (f"  # {block}" if block else ""))
-            expr = body.exprs[j]
-            if unit.ctor is not None and unit.ctor.name == LAYER_SCALE:
-                expr = _layer_scale_expr(expr, self.table[unit.inputs[0]].shape)
-            lines.append(f"{_access('self', path + [leaf])} = {expr}")
+            lines.append(f"{_access('self', path + [leaf])} = {body.exprs[j]}")
         return lines
 
     # forward

@@ -144,10 +144,12 @@ def python_name(name: str) -> str:
     return name
 
 
-def camel(name: str) -> str:
+def camel(name: str, empty: str = "Block", prefix: str = "Block") -> str:
+    """`dense_layer` -> `DenseLayer`; `empty` when no letter or digit is left, and
+    `prefix` before a name that would start with a digit."""
     parts = [p for p in re.split(r"[^0-9A-Za-z]+", name) if p]
-    text = "".join(p[:1].upper() + p[1:] for p in parts) or "Block"
-    return text if text[0].isalpha() else "Block" + text
+    text = "".join(p[:1].upper() + p[1:] for p in parts) or empty
+    return text if text[0].isalpha() else prefix + text
 
 
 class _Planner:

@@ -66,17 +66,27 @@ class Input(_Op):
         return "input " + "x".join(map(str, self.shape))
 
 
-class Conv(_Op):
-    op: Literal["conv"] = "conv"
+# `conv` and `conv_transpose` share their fields, the groups check and the label.
+# Pydantic lists fields base class first (a redeclared field keeps its place), so
+# the leading fields are a class of their own: conv_transpose's `output_padding`
+# then sits between `padding` and `dilation`, where hover, argument errors and JSON
+# list it.
+
+
+class _ConvLeading(_Op):
+    op: str  # each layer narrows it to its own Literal
     out_channels: Positive
     kernel_size: Pair = (1, 1)
     stride: Pair = (1, 1)
-    padding: PairOrZero | Literal["same"] = (0, 0)
+    padding: PairOrZero = (0, 0)
+    POSITIONAL: ClassVar = ("out_channels", "kernel_size")
+    HAS_PARAMS: ClassVar = True
+
+
+class _ConvBase(_ConvLeading):
     dilation: Pair = (1, 1)
     groups: Positive = 1
     bias: bool = True
-    POSITIONAL: ClassVar = ("out_channels", "kernel_size")
-    HAS_PARAMS: ClassVar = True
 
     @model_validator(mode="after")
     def _groups_divide_out_channels(self):
@@ -86,8 +96,16 @@ class Conv(_Op):
         return self
 
     def label(self):
-        text = f"conv {_kernel_text(self.kernel_size, self.stride)}, {self.out_channels}"
-        return text + (f", g{self.groups}" if self.groups > 1 else "")
+        return f"{self.op} {_kernel_text(self.kernel_size, self.stride)}, " \
+            f"{self.out_channels}"
+
+
+class Conv(_ConvBase):
+    op: Literal["conv"] = "conv"
+    padding: PairOrZero | Literal["same"] = (0, 0)
+
+    def label(self):
+        return super().label() + (f", g{self.groups}" if self.groups > 1 else "")
 
 
 class DepthwiseConv(_Op):
@@ -161,35 +179,22 @@ class Linear(_Op):
         return f"linear {self.out_features}" + (", pointwise" if self.pointwise else "")
 
 
-class ConvTranspose(_Op):
+class _OutputPadding(_ConvLeading):
+    output_padding: PairOrZero = (0, 0)
+
+
+class ConvTranspose(_ConvBase, _OutputPadding):
     """A transposed ("up-") convolution: U-Net's 2x2 up-conv (Ronneberger et al. 2015)."""
 
     op: Literal["conv_transpose"] = "conv_transpose"
-    out_channels: Positive
-    kernel_size: Pair = (1, 1)
-    stride: Pair = (1, 1)
-    padding: PairOrZero = (0, 0)
-    output_padding: PairOrZero = (0, 0)
-    dilation: Pair = (1, 1)
-    groups: Positive = 1
-    bias: bool = True
-    POSITIONAL: ClassVar = ("out_channels", "kernel_size")
-    HAS_PARAMS: ClassVar = True
 
     @model_validator(mode="after")
-    def _valid(self):
-        if self.out_channels % self.groups:
-            raise ValueError(f"groups={self.groups} must divide "
-                             f"out_channels={self.out_channels}")
+    def _output_padding_below_stride(self):  # runs after the base's groups check
         for extra, s, d in zip(self.output_padding, self.stride, self.dilation):
             if extra >= max(s, d):
                 raise ValueError(f"output_padding={extra} must be smaller than the "
                                  "stride or the dilation")
         return self
-
-    def label(self):
-        return f"conv_transpose {_kernel_text(self.kernel_size, self.stride)}, " \
-            f"{self.out_channels}"
 
 
 class Upsample(_Op):
