@@ -12,7 +12,6 @@ The stories below (STORIES) are hand-written and kept in this script.
 
 from __future__ import annotations
 
-import argparse
 import re
 import sys
 from dataclasses import dataclass
@@ -20,6 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "docs"))  # _generated.py, also when loaded from a test
+
+from _generated import write_or_check  # noqa: E402
 
 import cnnspec  # noqa: E402
 from cnnspec.compare import weighted_depth  # noqa: E402
@@ -358,21 +360,7 @@ def render() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="do not write; exit 1 if docs/architectures.md is stale")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print(f"{OUTPUT.relative_to(ROOT)} is out of date; run "
-                  "docs/make_architectures.py", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
-    return 0
+    return write_or_check(__file__, __doc__.splitlines()[0], OUTPUT, render)
 
 
 if __name__ == "__main__":

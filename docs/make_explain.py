@@ -12,7 +12,6 @@ Every number below is computed when the script runs: the outputs are those of
 
 from __future__ import annotations
 
-import argparse
 import io
 import math
 import sys
@@ -20,6 +19,9 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "docs"))  # _generated.py, also when loaded from a test
+
+from _generated import write_or_check  # noqa: E402
 
 import cnnspec  # noqa: E402
 from cnnspec.explain_render import markdown, renderables  # noqa: E402
@@ -259,21 +261,7 @@ def render() -> str:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--check", action="store_true",
-                        help="exit 1 if docs/explain.md is out of date")
-    args = parser.parse_args()
-    text = render()
-    if args.check:
-        current = OUTPUT.read_text(encoding="utf-8") if OUTPUT.exists() else ""
-        if current != text:
-            print("docs/explain.md is out of date: run .venv/bin/python "
-                  "docs/make_explain.py", file=sys.stderr)
-            return 1
-        return 0
-    OUTPUT.write_text(text, encoding="utf-8")
-    print(f"wrote {OUTPUT.relative_to(ROOT)}")
-    return 0
+    return write_or_check(__file__, __doc__.splitlines()[0], OUTPUT, render)
 
 
 if __name__ == "__main__":

@@ -9,13 +9,28 @@ scales, before eval outputs are compared. `check_training_step` compares the two
 models in train mode too: batchnorm on batch statistics, dropout and stochastic
 depth drawing the same random numbers under one seed, then one SGD step, after which
 every parameter and buffer (running statistics, momentum) must still agree.
+
+The rest are the checks the tests/test_library_*.py files share: torchvision's
+untrained model (`torchvision_model`), parameter counts and state-dict shapes
+(`check_parameters_and_state_dict`), documented MACs and torch's flop counter
+(`check_documented_macs`, `torch_macs`), a strict load then equal outputs in eval
+mode (`check_strict_load_and_eval_outputs`) or in one training step
+(`check_strict_load_and_training_step`), the output shape of torchvision's stages
+against the spec's scopes (`submodule_output_shapes`, `scope_output_shapes`), and
+the batchnorm, dropout and stochastic depth settings of EfficientNets
+(`check_norm_dropout_and_stochastic_depth`).
 """
 
 from __future__ import annotations
 
+from collections import Counter
+
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
+
+import cnnspec
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d)
 
@@ -107,3 +122,131 @@ def check_training_step(reference: nn.Module, model: nn.Module, x: torch.Tensor,
                 assert torch.equal(found, value), key
     # The step changed something, so the comparison above compared a step.
     assert any(p.grad is not None and p.grad.abs().max() > 0 for p in model.parameters())
+
+
+def check_strict_load_and_training_step(reference: nn.Module, model: nn.Module,
+                                        x: torch.Tensor, **options) -> None:
+    """Load `reference`'s state dict strictly into `model`, then `check_training_step`
+    (`options` are its keyword arguments)."""
+    model.load_state_dict(reference.state_dict(), strict=True)
+    check_training_step(reference, model, x, **options)
+
+
+def check_strict_load_and_eval_outputs(reference: nn.Module, model: nn.Module,
+                                       x: torch.Tensor, *, assign: bool = False) -> None:
+    """Load `reference`'s state dict strictly into `model` (`assign`: take its tensors,
+    for a model built on the meta device); in eval mode both give the same outputs
+    for `x` (`assert_outputs_close`)."""
+    model.load_state_dict(reference.state_dict(), strict=True, assign=assign)
+    reference.eval()
+    model.eval()
+    with torch.no_grad():
+        expected, found = reference(x), model(x)
+    assert_outputs_close(found, expected)
+
+
+def torchvision_model(name: str, device: str = "cpu", **kwargs) -> nn.Module:
+    """torchvision's untrained `name` (weights=None), built on `device`."""
+    import torchvision.models as tvm
+
+    with torch.device(device):
+        return getattr(tvm, name)(weights=None, **kwargs)
+
+
+def state_dict_shapes(module: nn.Module) -> dict[str, tuple[int, ...]]:
+    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+
+
+def check_parameters_and_state_dict(spec, reference: nn.Module,
+                                    documented: int | None = None) -> nn.Module:
+    """The spec has `documented` parameters (where given) and as many as `reference`;
+    built on the meta device, its state dict has `reference`'s keys and shapes.
+    Returns that meta-device model."""
+    if documented is not None:
+        assert spec.params == documented
+    assert spec.params == sum(p.numel() for p in reference.parameters())
+    with torch.device("meta"):
+        model = cnnspec.build(spec)
+    assert state_dict_shapes(model) == state_dict_shapes(reference)
+    return model
+
+
+def check_documented_macs(spec, weights, *, rel: float = 0.01,
+                          absolute: float | None = None) -> None:
+    """The spec's input is the crop of torchvision's `weights` (a weights enum member)
+    and its MACs the "GFLOPS" they document (`_ops`: multiply-adds), within
+    pytest.approx's `rel` and `abs` (`absolute` billions; its default where None)."""
+    crop = weights.transforms().crop_size[0]
+    assert spec.input_shape == (3, crop, crop)
+    assert spec.macs / 1e9 == pytest.approx(weights.meta["_ops"], rel=rel, abs=absolute)
+
+
+def torch_macs(model: nn.Module, shape: tuple[int, ...]) -> int:
+    """Eval-mode multiply-adds of one image: torch's flop counter (two flops per
+    multiply-add of convolutions and matrix products), on the meta device."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with torch.device("meta"), FlopCounterMode(display=False) as counter, torch.no_grad():
+        model.eval()(torch.empty((1,) + shape))
+    return counter.get_total_flops() // 2
+
+
+def submodule_output_shapes(module: nn.Module, names, shape: tuple[int, ...]
+                            ) -> dict[str, tuple[int, ...]]:
+    """The output shape (without the batch) of each named submodule of `module`, by
+    name, in an eval-mode forward pass of one image of `shape` on the meta device
+    (forward hooks, removed afterwards)."""
+    shapes = {}
+
+    def hook(name):
+        def record(_module, _args, output):
+            shapes[name] = tuple(output.shape[1:])
+        return record
+
+    handles = [module.get_submodule(name).register_forward_hook(hook(name))
+               for name in names]
+    try:
+        with torch.device("meta"), torch.no_grad():
+            module.eval()(torch.empty((1,) + shape))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return shapes
+
+
+def scope_output_shapes(spec, names) -> dict:
+    """The shape each named scope of `spec` puts out: that of the last layer inside it."""
+    shapes = {}
+    for node in spec.graph.nodes:
+        for name in names:
+            if node.name == name or node.name.startswith(name + "."):
+                shapes[name] = spec.table[node.id].shape
+    return shapes
+
+
+def check_norm_dropout_and_stochastic_depth(model: nn.Module, reference: nn.Module,
+                                            blocks, *, approx: bool = False
+                                            ) -> tuple[Counter, int]:
+    """What the state dict does not show, against torchvision's EfficientNets (and any
+    model with such layers): every batchnorm's eps and momentum, every dropout's p,
+    and in each residual block whose class is named in `blocks` (torchvision's MBConv
+    and FusedMBConv) a `stochastic_depth` layer with torchvision's p (to
+    pytest.approx's default tolerance if `approx`), absent from the others. Returns
+    how many residual blocks of each class it checked, and how many dropouts."""
+    ours = dict(model.named_modules())
+    residual, dropouts = Counter(), 0
+    for key, module in reference.named_modules():
+        if isinstance(module, nn.BatchNorm2d):
+            assert (ours[key].eps, ours[key].momentum) == (module.eps, module.momentum), key
+        elif isinstance(module, nn.Dropout):
+            assert ours[key].p == module.p, key
+            dropouts += 1
+        elif type(module).__name__ in blocks:
+            drop = f"{key}.stochastic_depth"
+            if module.use_res_connect:
+                expected = module.stochastic_depth.p
+                assert ours[drop].p == (pytest.approx(expected) if approx else expected), key
+                residual[type(module).__name__] += 1
+            else:
+                assert drop not in ours, key
+    return residual, dropouts

@@ -11,15 +11,11 @@ initialisation cost).
 EfficientNet-B1...B7 are B0 scaled by the network parameters width_mult and depth_mult
 (specs/blocks/efficientnet.cnn), so these tests also check the compound scaling."""
 
+import parity_helpers as parity
 import pytest
 import torch
 import torchvision.models as tvm
 from conftest import SPECS
-from parity_helpers import (
-    assert_outputs_close,
-    check_training_step,
-    randomise_batchnorm,
-)
 
 import cnnspec
 
@@ -42,35 +38,16 @@ EFFICIENTNET = {
 }
 
 
-def _reference(name, device="cpu"):
-    with torch.device(device):
-        return getattr(tvm, name)(weights=None)
-
-
-def _shapes(module):
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
-
-
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_parameters_and_state_dict_keys_match_torchvision(name):
     spec = cnnspec.load(SPECS / f"{name}.cnn")
-    weights = MODELS[name]
-    assert spec.params == weights.IMAGENET1K_V1.meta["num_params"]
-    with torch.device("meta"):
-        model = cnnspec.build(spec)
-    reference = _reference(name, "meta")
-    assert spec.params == sum(p.numel() for p in reference.parameters())
-    assert _shapes(model) == _shapes(reference)
+    parity.check_parameters_and_state_dict(spec, parity.torchvision_model(name, "meta"),
+                                           MODELS[name].IMAGENET1K_V1.meta["num_params"])
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_macs_match_torchvision_documented_gflops(name):
-    weights = MODELS[name]
-    meta = weights.IMAGENET1K_V1.meta
-    crop = weights.IMAGENET1K_V1.transforms().crop_size[0]
-    spec = cnnspec.load(SPECS / f"{name}.cnn")
-    assert spec.input_shape == (3, crop, crop)
-    assert spec.macs / 1e9 == pytest.approx(meta["_ops"], rel=0.01)
+    parity.check_documented_macs(cnnspec.load(SPECS / f"{name}.cnn"), MODELS[name].IMAGENET1K_V1)
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -78,16 +55,13 @@ def test_strict_load_and_equal_eval_outputs(name):
     """Every batchnorm randomised first (parity_helpers.py): with fresh statistics a
     batchnorm is a positive scaling, and one moved past its ReLU would still match."""
     torch.manual_seed(0)
-    reference = _reference(name).eval()
-    changed = randomise_batchnorm(reference)
+    reference = parity.torchvision_model(name).eval()
+    changed = parity.randomise_batchnorm(reference)
     assert changed == 0 if name.startswith("squeezenet") else changed > 0
     spec = cnnspec.load(SPECS / f"{name}.cnn")
-    model = cnnspec.build(spec).eval()
-    model.load_state_dict(reference.state_dict(), strict=True)
+    model = cnnspec.build(spec)
     x = torch.randn((1,) + spec.input_shape)
-    with torch.no_grad():
-        expected, found = reference(x), model(x)
-    assert_outputs_close(found, expected)
+    parity.check_strict_load_and_eval_outputs(reference, model, x)
 
 
 # The smaller models, in train mode: batchnorm on batch statistics, EfficientNet's
@@ -97,11 +71,10 @@ def test_strict_load_and_equal_eval_outputs(name):
 @pytest.mark.parametrize("name", ["efficientnet_b0", "squeezenet1_1"])
 def test_training_step_matches_torchvision(name):
     torch.manual_seed(0)
-    reference = _reference(name)
-    randomise_batchnorm(reference)
+    reference = parity.torchvision_model(name)
+    parity.randomise_batchnorm(reference)
     model = cnnspec.build(SPECS / f"{name}.cnn")
-    model.load_state_dict(reference.state_dict(), strict=True)
-    check_training_step(reference, model, torch.randn(2, 3, 64, 64))
+    parity.check_strict_load_and_training_step(reference, model, torch.randn(2, 3, 64, 64))
 
 
 # One network on the shared features block, with every scaling knob a parameter.
@@ -117,16 +90,6 @@ network efficientnet(classes = 1000, width_mult = 1.0, depth_mult = 1.0,
 """
 
 
-def _torch_macs(model, shape):
-    """Eval-mode multiply-adds of one image: torch's flop counter (two flops per
-    multiply-add of convolutions and matrix products), on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.device("meta"), FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.eval()(torch.empty((1,) + shape))
-    return counter.get_total_flops() // 2
-
-
 @pytest.mark.parametrize("variant", sorted(EFFICIENTNET))
 def test_efficientnet_variants_are_b0_compound_scaled(variant, tmp_path):
     """B0 with B<variant>'s multipliers, resolution and dropout is torchvision's
@@ -138,14 +101,11 @@ def test_efficientnet_variants_are_b0_compound_scaled(variant, tmp_path):
     scaled = cnnspec.load(path, width_mult=width, depth_mult=depth,
                           resolution=resolution, dropout=dropout, **bn)
     name = f"efficientnet_b{variant}"
-    reference = _reference(name, "meta")
+    reference = parity.torchvision_model(name, "meta")
     crop = MODELS[name].IMAGENET1K_V1.transforms().crop_size[0]
     assert scaled.input_shape == (3, crop, crop) and scaled.output_shape == (1000,)
-    assert scaled.params == sum(p.numel() for p in reference.parameters())
-    assert scaled.macs == _torch_macs(reference, scaled.input_shape)
-    with torch.device("meta"):
-        model = cnnspec.build(scaled)
-    assert _shapes(model) == _shapes(reference)
+    assert scaled.macs == parity.torch_macs(reference, scaled.input_shape)
+    model = parity.check_parameters_and_state_dict(scaled, reference)
     assert model.get_submodule("classifier.0").p == reference.classifier[0].p
 
 
@@ -156,19 +116,6 @@ def test_efficientnet_batchnorm_dropout_and_stochastic_depth(name):
     dropout, and stochastic depth 0.2 * block index / blocks, only on residual blocks."""
     with torch.device("meta"):
         model = cnnspec.build(SPECS / f"{name}.cnn")
-    reference = _reference(name, "meta")
-    ours = dict(model.named_modules())
-    seen = 0
-    for key, module in reference.named_modules():
-        if isinstance(module, torch.nn.BatchNorm2d):
-            assert (ours[key].eps, ours[key].momentum) == (module.eps, module.momentum), key
-        elif isinstance(module, torch.nn.Dropout):
-            assert ours[key].p == module.p, key
-        elif type(module).__name__ == "MBConv":
-            drop = f"{key}.stochastic_depth"
-            if module.use_res_connect:
-                assert ours[drop].p == pytest.approx(module.stochastic_depth.p), key
-                seen += 1
-            else:
-                assert drop not in ours, key
-    assert seen > 0
+    residual, _ = parity.check_norm_dropout_and_stochastic_depth(
+        model, parity.torchvision_model(name, "meta"), {"MBConv"}, approx=True)
+    assert residual["MBConv"] > 0

@@ -17,15 +17,11 @@ tests check against torchvision's MNASNet at other alphas too."""
 
 import re
 
+import parity_helpers as parity
 import pytest
 import torch
 import torchvision.models as tvm
 from conftest import SPECS
-from parity_helpers import (
-    assert_outputs_close,
-    check_training_step,
-    randomise_batchnorm,
-)
 from torch import nn
 
 import cnnspec
@@ -43,35 +39,16 @@ MODELS = {
 MNASNETS = [name for name in MODELS if name.startswith("mnasnet")]
 
 
-def _reference(name, device="cpu"):
-    with torch.device(device):
-        return getattr(tvm, name)(weights=None)
-
-
-def _shapes(module):
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
-
-
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_parameters_and_state_dict_keys_match_torchvision(name):
     spec = cnnspec.load(SPECS / f"{name}.cnn")
-    weights = MODELS[name]
-    assert spec.params == weights.IMAGENET1K_V1.meta["num_params"]
-    with torch.device("meta"):
-        model = cnnspec.build(spec)
-    reference = _reference(name, "meta")
-    assert spec.params == sum(p.numel() for p in reference.parameters())
-    assert _shapes(model) == _shapes(reference)
+    parity.check_parameters_and_state_dict(spec, parity.torchvision_model(name, "meta"),
+                                           MODELS[name].IMAGENET1K_V1.meta["num_params"])
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_macs_match_torchvision_documented_gflops(name):
-    weights = MODELS[name]
-    meta = weights.IMAGENET1K_V1.meta
-    crop = weights.IMAGENET1K_V1.transforms().crop_size[0]
-    spec = cnnspec.load(SPECS / f"{name}.cnn")
-    assert spec.input_shape == (3, crop, crop)
-    assert spec.macs / 1e9 == pytest.approx(meta["_ops"], rel=0.01)
+    parity.check_documented_macs(cnnspec.load(SPECS / f"{name}.cnn"), MODELS[name].IMAGENET1K_V1)
 
 
 # What a module's class and state dict do not show, layer by layer.
@@ -92,7 +69,7 @@ def test_every_layer_has_torchvision_class_and_settings(name):
     momentum 0.01 in MobileNetV3, momentum 1 - 0.9997 in MnasNet."""
     with torch.device("meta"):
         model = cnnspec.build(SPECS / f"{name}.cnn")
-    reference = _reference(name, "meta")
+    reference = parity.torchvision_model(name, "meta")
     ours = dict(model.named_modules())
     leaves = 0
     for key, module in reference.named_modules():
@@ -111,15 +88,12 @@ def test_strict_load_and_equal_eval_outputs(name):
     """Every batchnorm randomised first (parity_helpers.py): with fresh statistics a
     batchnorm is a positive scaling, and one moved past its ReLU would still match."""
     torch.manual_seed(0)
-    reference = _reference(name).eval()
-    assert randomise_batchnorm(reference) > 0
+    reference = parity.torchvision_model(name).eval()
+    assert parity.randomise_batchnorm(reference) > 0
     spec = cnnspec.load(SPECS / f"{name}.cnn")
-    model = cnnspec.build(spec).eval()
-    model.load_state_dict(reference.state_dict(), strict=True)
+    model = cnnspec.build(spec)
     x = torch.randn((1,) + spec.input_shape)
-    with torch.no_grad():
-        expected, found = reference(x), model(x)
-    assert_outputs_close(found, expected)
+    parity.check_strict_load_and_eval_outputs(reference, model, x)
 
 
 # The smallest model of each family, in train mode: batchnorm on batch statistics (and
@@ -129,41 +103,10 @@ def test_strict_load_and_equal_eval_outputs(name):
 @pytest.mark.parametrize("name", ["mobilenet_v2", "mobilenet_v3_small", "mnasnet0_5"])
 def test_training_step_matches_torchvision(name):
     torch.manual_seed(0)
-    reference = _reference(name)
-    randomise_batchnorm(reference)
+    reference = parity.torchvision_model(name)
+    parity.randomise_batchnorm(reference)
     model = cnnspec.build(SPECS / f"{name}.cnn")
-    model.load_state_dict(reference.state_dict(), strict=True)
-    check_training_step(reference, model, torch.randn(2, 3, 64, 64))
-
-
-def _stage_shapes(module, container, shape):
-    """The output shape (without the batch) of every child of `module.<container>`,
-    by name, in a meta-device forward pass of one image."""
-    shapes = {}
-
-    def hook(name):
-        def record(_module, _args, output):
-            shapes[name] = tuple(output.shape[1:])
-        return record
-
-    stages = getattr(module, container)
-    handles = [child.register_forward_hook(hook(f"{container}.{key}"))
-               for key, child in stages.named_children()]
-    with torch.device("meta"), torch.no_grad():
-        module.eval()(torch.empty((1,) + shape))
-    for handle in handles:
-        handle.remove()
-    return shapes
-
-
-def _scope_output_shapes(spec, names):
-    """The shape each named scope puts out: that of the last layer inside it."""
-    shapes = {}
-    for node in spec.graph.nodes:
-        for name in names:
-            if node.name == name or node.name.startswith(name + "."):
-                shapes[name] = spec.table[node.id].shape
-    return shapes
+    parity.check_strict_load_and_training_step(reference, model, torch.randn(2, 3, 64, 64))
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
@@ -173,9 +116,12 @@ def test_stage_shapes_match_torchvision(name):
     stack of figure 7, the last conv) has the shape of the spec's scope of that name."""
     spec = cnnspec.load(SPECS / f"{name}.cnn")
     container = "layers" if name.startswith("mnasnet") else "features"
-    expected = _stage_shapes(_reference(name, "meta"), container, spec.input_shape)
+    reference = parity.torchvision_model(name, "meta")
+    stages = [f"{container}.{key}" for key, _ in
+              reference.get_submodule(container).named_children()]
+    expected = parity.submodule_output_shapes(reference, stages, spec.input_shape)
     assert len(expected) >= 13
-    assert _scope_output_shapes(spec, expected) == expected
+    assert parity.scope_output_shapes(spec, expected) == expected
 
 
 def test_mobilenet_v3_small_and_large_share_their_blocks():
@@ -188,7 +134,7 @@ def test_mobilenet_v3_small_and_large_share_their_blocks():
         assert re.search(r"^\s*block\s", text, re.MULTILINE) is None, name
         # one bneck call per row of the paper's table: 11 in Small, 15 in Large
         rows = len(re.findall(r"^\s*bneck\(", text, re.MULTILINE))
-        reference = _reference(name, "meta")
+        reference = parity.torchvision_model(name, "meta")
         blocks = sum(type(m).__name__ == "InvertedResidual" for m in reference.features)
         assert rows == blocks, name
 
@@ -203,16 +149,6 @@ network mnasnet(classes = 1000, alpha = 1.0, dropout = 0.2) {{
     classifier: {{ dropout dropout; linear classes }}
 }}
 """
-
-
-def _torch_macs(model, shape):
-    """Eval-mode multiply-adds of one image: torch's flop counter (two flops per
-    multiply-add of convolutions and matrix products), on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.device("meta"), FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.eval()(torch.empty((1,) + shape))
-    return counter.get_total_flops() // 2
 
 
 def _layers(spec):
@@ -231,18 +167,15 @@ def test_mnasnet_variants_differ_only_in_alpha(name, tmp_path):
     variant (MNASNet.alpha): layer for layer the same as mnasnet1_0.cnn with alpha set,
     and as the block file in a bare network; and that network has torchvision's
     parameters, state-dict shapes and MACs."""
-    reference = _reference(name, "meta")
+    reference = parity.torchvision_model(name, "meta")
     alpha = reference.alpha
     spec = cnnspec.load(SPECS / f"{name}.cnn")
     assert _layers(spec) == _layers(cnnspec.load(SPECS / f"{name}.cnn", alpha=alpha))
     assert _layers(spec) == _layers(cnnspec.load(SPECS / "mnasnet1_0.cnn", alpha=alpha))
     scaled = _scalable(tmp_path, alpha=alpha)
     assert _layers(scaled) == _layers(spec)
-    assert scaled.params == sum(p.numel() for p in reference.parameters())
-    assert scaled.macs == _torch_macs(reference, scaled.input_shape)
-    with torch.device("meta"):
-        model = cnnspec.build(scaled)
-    assert _shapes(model) == _shapes(reference)
+    assert scaled.macs == parity.torch_macs(reference, scaled.input_shape)
+    parity.check_parameters_and_state_dict(scaled, reference)
 
 
 @pytest.mark.parametrize("alpha", [0.2, 0.35, 0.6, 0.9, 1.1, 1.4, 1.75, 2.0])
@@ -258,9 +191,6 @@ def test_mnasnet_depth_multiplier_rounds_like_torchvision(alpha, tmp_path):
     depths = _get_depths(alpha)
     # the stem conv, the separable conv's projection, the six stacks' outputs
     stages = ["layers.0", "layers.6"] + [f"layers.{i}" for i in range(8, 14)]
-    found = _scope_output_shapes(scaled, stages)
+    found = parity.scope_output_shapes(scaled, stages)
     assert [found[s][0] for s in stages] == depths
-    assert scaled.params == sum(p.numel() for p in reference.parameters())
-    with torch.device("meta"):
-        model = cnnspec.build(scaled)
-    assert _shapes(model) == _shapes(reference)
+    parity.check_parameters_and_state_dict(scaled, reference)

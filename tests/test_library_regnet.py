@@ -22,16 +22,12 @@ device. One train-mode forward and SGD step is compared for regnet_y_400mf.
 
 from unittest import mock
 
+import parity_helpers as parity
 import pytest
 import torch
 import torchvision.models as tvm
 import torchvision.models.regnet as tv_regnet
 from conftest import SPECS
-from parity_helpers import (
-    assert_outputs_close,
-    check_training_step,
-    randomise_batchnorm,
-)
 
 import cnnspec
 
@@ -68,28 +64,16 @@ def _block_params(name):
         return getattr(tvm, name)(weights=None)
 
 
-def _shapes(module):
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
-
-
 @pytest.mark.parametrize("name", NAMES)
 def test_parameters_and_state_dict_keys_match_torchvision(name):
     spec = cnnspec.load(SPECS / f"{name}.cnn")
-    assert spec.params == _weights(name).meta["num_params"]
-    with torch.device("meta"):
-        model = cnnspec.build(spec)
-    reference = _reference(name, "meta")
-    assert spec.params == sum(p.numel() for p in reference.parameters())
-    assert _shapes(model) == _shapes(reference)
+    parity.check_parameters_and_state_dict(spec, _reference(name, "meta"),
+                                           _weights(name).meta["num_params"])
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_macs_match_torchvision_documented_gflops(name):
-    weights = _weights(name)
-    crop = weights.transforms().crop_size[0]
-    spec = cnnspec.load(SPECS / f"{name}.cnn")
-    assert spec.input_shape == (3, crop, crop)
-    assert spec.macs / 1e9 == pytest.approx(weights.meta["_ops"], rel=0.01)
+    parity.check_documented_macs(cnnspec.load(SPECS / f"{name}.cnn"), _weights(name))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -126,23 +110,19 @@ def test_strict_load_and_equal_eval_outputs(name):
     more are compared at 64x64 (see the module docstring; all 15 at 224: benchmarks/zoo_parity.py)."""
     torch.manual_seed(0)
     reference = _reference(name).eval()
-    assert randomise_batchnorm(reference) > 0
+    assert parity.randomise_batchnorm(reference) > 0
     native = _weights(name).meta["_ops"] < 0.5  # the 400MF pair; the rest at 64x64
     spec = cnnspec.load(SPECS / f"{name}.cnn", **({} if native else {"resolution": REDUCED}))
     assert spec.input_shape == ((3, 224, 224) if native else (3, REDUCED, REDUCED))
-    model = cnnspec.build(spec).eval()
-    model.load_state_dict(reference.state_dict(), strict=True)
+    model = cnnspec.build(spec)
     x = torch.randn((1,) + spec.input_shape)
-    with torch.no_grad():
-        expected, found = reference(x), model(x)
-    assert_outputs_close(found, expected)
+    parity.check_strict_load_and_eval_outputs(reference, model, x)
 
 
 def test_training_step_matches_torchvision():
     """regnet_y_400mf in train mode (batch statistics), then one SGD step."""
     torch.manual_seed(0)
     reference = _reference("regnet_y_400mf")
-    randomise_batchnorm(reference)
+    parity.randomise_batchnorm(reference)
     model = cnnspec.build(SPECS / "regnet_y_400mf.cnn")
-    model.load_state_dict(reference.state_dict(), strict=True)
-    check_training_step(reference, model, torch.randn(2, 3, 64, 64))
+    parity.check_strict_load_and_training_step(reference, model, torch.randn(2, 3, 64, 64))

@@ -18,15 +18,11 @@ The ShuffleNets (specs/blocks/shufflenet.cnn) differ only in the output channels
 table 5 of Ma et al. (2018); the ConvNeXts (specs/blocks/convnext.cnn) only in depths,
 widths and the stochastic depth probability."""
 
+import parity_helpers as parity
 import pytest
 import torch
 import torchvision.models as tvm
 from conftest import SPECS
-from parity_helpers import (
-    assert_outputs_close,
-    check_training_step,
-    randomise_batchnorm,
-)
 from torch import nn
 
 import cnnspec
@@ -48,15 +44,6 @@ CONVNEXTS = {
 MODELS = {**SHUFFLENETS, **CONVNEXTS}
 # Compared at 64x64 instead of the native 224x224, to keep the file fast.
 REDUCED = {"convnext_small", "convnext_base", "convnext_large"}
-
-
-def _reference(name, device="cpu"):
-    with torch.device(device):
-        return getattr(tvm, name)(weights=None)
-
-
-def _shapes(module):
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
 
 
 def randomise_layer_norms_and_scales(model: nn.Module, seed: int = 2) -> int:
@@ -86,11 +73,11 @@ def randomise_layer_norms_and_scales(model: nn.Module, seed: int = 2) -> int:
 
 def _randomised_reference(name):
     torch.manual_seed(0)
-    reference = _reference(name)
+    reference = parity.torchvision_model(name)
     if name in SHUFFLENETS:
-        assert randomise_batchnorm(reference) > 0
+        assert parity.randomise_batchnorm(reference) > 0
     else:
-        assert randomise_batchnorm(reference) == 0  # ConvNeXt has no batchnorm
+        assert parity.randomise_batchnorm(reference) == 0  # ConvNeXt has no batchnorm
         assert randomise_layer_norms_and_scales(reference) > 0
     return reference
 
@@ -98,22 +85,8 @@ def _randomised_reference(name):
 @pytest.mark.parametrize("name", list(MODELS))
 def test_parameters_and_state_dict_keys_match_torchvision(name):
     spec = cnnspec.load(SPECS / f"{name}.cnn")
-    assert spec.params == MODELS[name].IMAGENET1K_V1.meta["num_params"]
-    with torch.device("meta"):
-        model = cnnspec.build(spec)
-    reference = _reference(name, "meta")
-    assert spec.params == sum(p.numel() for p in reference.parameters())
-    assert _shapes(model) == _shapes(reference)
-
-
-def _torch_macs(model, shape):
-    """Eval-mode multiply-adds of one image: torch's flop counter (two flops per
-    multiply-add of convolutions and matrix products), on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.device("meta"), FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.eval()(torch.empty((1,) + shape))
-    return counter.get_total_flops() // 2
+    parity.check_parameters_and_state_dict(spec, parity.torchvision_model(name, "meta"),
+                                           MODELS[name].IMAGENET1K_V1.meta["num_params"])
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -122,12 +95,9 @@ def test_macs_match_torchvision_documented_gflops(name):
     V2 0.5x (0.04048 G) is itself 1.2% off: within 1% or half a unit of the last
     decimal. Layer norms, GELU, layer scales, shuffles and stochastic depth count no
     MACs, as in torch's flop counter, which must agree exactly."""
-    weights = MODELS[name].IMAGENET1K_V1
-    crop = weights.transforms().crop_size[0]
     spec = cnnspec.load(SPECS / f"{name}.cnn")
-    assert spec.input_shape == (3, crop, crop)
-    assert spec.macs / 1e9 == pytest.approx(weights.meta["_ops"], rel=0.01, abs=0.0005)
-    assert spec.macs == _torch_macs(_reference(name, "meta"), spec.input_shape)
+    parity.check_documented_macs(spec, MODELS[name].IMAGENET1K_V1, rel=0.01, absolute=0.0005)
+    assert spec.macs == parity.torch_macs(parity.torchvision_model(name, "meta"), spec.input_shape)
 
 
 # What the state dict does not show: conv geometry, norm eps, ConvNeXt's stochastic
@@ -145,7 +115,7 @@ _SETTINGS = {
 def test_every_layer_has_torchvision_settings(name):
     with torch.device("meta"):
         model = cnnspec.build(SPECS / f"{name}.cnn")
-    reference = _reference(name, "meta")
+    reference = parity.torchvision_model(name, "meta")
     ours = dict(model.named_modules())
     drops = 0
     for key, module in reference.named_modules():
@@ -168,13 +138,9 @@ def test_every_layer_has_torchvision_settings(name):
 def test_strict_load_and_equal_eval_outputs(name):
     reference = _randomised_reference(name).eval()
     spec = cnnspec.load(SPECS / f"{name}.cnn")
-    model = cnnspec.build(spec).eval()
-    model.load_state_dict(reference.state_dict(), strict=True)
+    model = cnnspec.build(spec)
     shape = (3, 64, 64) if name in REDUCED else spec.input_shape
-    x = torch.randn((1,) + shape)
-    with torch.no_grad():
-        expected, found = reference(x), model(x)
-    assert_outputs_close(found, expected)
+    parity.check_strict_load_and_eval_outputs(reference, model, torch.randn((1,) + shape))
 
 
 # In train mode: batchnorm on batch statistics, ConvNeXt's stochastic depth drawing the
@@ -184,40 +150,16 @@ def test_strict_load_and_equal_eval_outputs(name):
 def test_training_step_matches_torchvision(name):
     reference = _randomised_reference(name)
     model = cnnspec.build(SPECS / f"{name}.cnn")
-    model.load_state_dict(reference.state_dict(), strict=True)
-    check_training_step(reference, model, torch.randn(2, 3, 64, 64))
+    parity.check_strict_load_and_training_step(reference, model, torch.randn(2, 3, 64, 64))
 
 
-def _child_shapes(module, shape):
-    """The output shape (without the batch) of every child of torchvision's
-    `features` (ConvNeXt) or of the model itself (ShuffleNet), by name, in a
-    meta-device forward pass of one image."""
-    shapes = {}
-
-    def hook(name):
-        def record(_module, _args, output):
-            shapes[name] = tuple(output.shape[1:])
-        return record
-
+def _stages(module):
+    """The children of torchvision's `features` (ConvNeXt), or of the model itself
+    (ShuffleNet), by name."""
     features = getattr(module, "features", None)
-    children = ([(f"features.{k}", c) for k, c in features.named_children()]
-                if features is not None else list(module.named_children()))
-    handles = [child.register_forward_hook(hook(key)) for key, child in children]
-    with torch.device("meta"), torch.no_grad():
-        module.eval()(torch.empty((1,) + shape))
-    for handle in handles:
-        handle.remove()
-    return shapes
-
-
-def _scope_output_shapes(spec, names):
-    """The shape each named scope puts out: that of the last layer inside it."""
-    shapes = {}
-    for node in spec.graph.nodes:
-        for name in names:
-            if node.name == name or node.name.startswith(name + "."):
-                shapes[name] = spec.table[node.id].shape
-    return shapes
+    if features is not None:
+        return [f"features.{key}" for key, _ in features.named_children()]
+    return [key for key, _ in module.named_children()]
 
 
 @pytest.mark.parametrize("name", list(MODELS))
@@ -225,9 +167,10 @@ def test_stage_shapes_match_torchvision(name):
     """ShuffleNet: conv1, maxpool, stage2-4, conv5, fc. ConvNeXt: every entry of
     `features` (the stem, the four stages, the three downsampling layers)."""
     spec = cnnspec.load(SPECS / f"{name}.cnn")
-    expected = _child_shapes(_reference(name, "meta"), spec.input_shape)
+    reference = parity.torchvision_model(name, "meta")
+    expected = parity.submodule_output_shapes(reference, _stages(reference), spec.input_shape)
     assert len(expected) >= 7
-    assert _scope_output_shapes(spec, expected) == expected
+    assert parity.scope_output_shapes(spec, expected) == expected
 
 
 @pytest.mark.parametrize("name", ["shufflenet_v2_x0_5", "convnext_tiny"])
@@ -246,5 +189,5 @@ def test_generated_python_matches_the_built_module(name):
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         expected = reference(x)
-        assert_outputs_close(built(x), expected)
-        assert_outputs_close(generated(x), expected)
+        parity.assert_outputs_close(built(x), expected)
+        parity.assert_outputs_close(generated(x), expected)

@@ -14,15 +14,11 @@ mode (batchnorm on batch statistics, dropout, stochastic depth, Inception-v3's
 auxiliary head), outputs and one SGD step are compared for Inception-v3 and
 EfficientNetV2-S. torchvision is the source of every expected number."""
 
+import parity_helpers as parity
 import pytest
 import torch
 import torchvision.models as tvm
 from conftest import SPECS
-from parity_helpers import (
-    assert_outputs_close,
-    check_training_step,
-    randomise_batchnorm,
-)
 from torch import nn
 
 import cnnspec
@@ -55,12 +51,7 @@ def _reference(name, device="cpu", **kwargs):
         # weights=None: transform_input=False (only the pretrained weights turn it on);
         # init_weights=True is its default, spelled out to silence its FutureWarning.
         kwargs.setdefault("init_weights", True)
-    with torch.device(device):
-        return getattr(tvm, name)(weights=None, **kwargs)
-
-
-def _shapes(module):
-    return {k: tuple(v.shape) for k, v in module.state_dict().items()}
+    return parity.torchvision_model(name, device, **kwargs)
 
 
 def _weights(name):
@@ -69,34 +60,17 @@ def _weights(name):
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_parameters_and_state_dict_keys_match_torchvision(name):
-    spec = _spec(name)
-    assert spec.params == _weights(name).meta["num_params"]
-    with torch.device("meta"):
-        model = cnnspec.build(spec)
-    reference = _reference(name, "meta")
-    assert spec.params == sum(p.numel() for p in reference.parameters())
-    assert _shapes(model) == _shapes(reference)
-
-
-def _torch_macs(model, shape):
-    """Eval-mode multiply-adds of one image: torch's flop counter (two flops per
-    multiply-add of convolutions and matrix products), on the meta device."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with torch.device("meta"), FlopCounterMode(display=False) as counter, torch.no_grad():
-        model.eval()(torch.empty((1,) + shape))
-    return counter.get_total_flops() // 2
+    parity.check_parameters_and_state_dict(_spec(name), _reference(name, "meta"),
+                                           _weights(name).meta["num_params"])
 
 
 @pytest.mark.parametrize("name", sorted(MODELS))
 def test_macs_and_input_match_torchvision(name):
     weights = _weights(name)
-    crop = weights.transforms().crop_size[0]
     spec = _spec(name)
-    assert spec.input_shape == (3, crop, crop)
+    parity.check_documented_macs(spec, weights)
     assert spec.output_shape == (len(weights.meta["categories"]),)
-    assert spec.macs / 1e9 == pytest.approx(weights.meta["_ops"], rel=0.01)
-    assert spec.macs == _torch_macs(_reference(name, "meta"), spec.input_shape)
+    assert spec.macs == parity.torch_macs(_reference(name, "meta"), spec.input_shape)
 
 
 def _stages(reference):
@@ -124,15 +98,10 @@ def test_stage_shapes_match_torchvision(name):
     """The shape after every stage at the native resolution: torchvision's modules
     run on the meta device, with forward hooks."""
     spec = _spec(name)
-    reference = _reference(name, "meta").eval()
+    reference = _reference(name, "meta")
     stages = _stages(reference)
     assert len(stages) >= 8
-    seen = {}
-    for stage in stages:
-        reference.get_submodule(stage).register_forward_hook(
-            lambda module, args, out, stage=stage: seen.__setitem__(stage, tuple(out.shape[1:])))
-    with torch.no_grad():
-        reference(torch.empty((1,) + spec.input_shape, device="meta"))
+    seen = parity.submodule_output_shapes(reference, stages, spec.input_shape)
     assert {stage: _scope_output(spec, stage) for stage in stages} == seen
 
 
@@ -142,18 +111,14 @@ def test_strict_load_and_equal_eval_outputs(name):
     batchnorm is a positive scaling, and one moved past its ReLU would still match."""
     torch.manual_seed(0)
     reference = _reference(name).eval()
-    assert randomise_batchnorm(reference) == sum(
+    assert parity.randomise_batchnorm(reference) == sum(
         isinstance(m, nn.BatchNorm2d) for m in reference.modules()) > 0
     spec = _spec(name)
     with torch.device("meta"):  # no initialisation: every tensor comes from torchvision
         model = cnnspec.build(spec)
-    model.load_state_dict(reference.state_dict(), strict=True, assign=True)
-    model.eval()
     size = REDUCED.get(name)
     x = torch.randn((1, 3, size, size) if size else (1,) + spec.input_shape)
-    with torch.no_grad():
-        expected, found = reference(x), model(x)
-    assert_outputs_close(found, expected)
+    parity.check_strict_load_and_eval_outputs(reference, model, x, assign=True)
 
 
 # Train mode: batchnorm on batch statistics, dropout and stochastic depth drawing the
@@ -172,11 +137,10 @@ def test_training_step_matches_torchvision(name):
     size, theirs, ours = TRAINING[name]
     torch.manual_seed(0)
     reference = _reference(name)
-    randomise_batchnorm(reference)
+    parity.randomise_batchnorm(reference)
     model = cnnspec.build(_spec(name))
-    model.load_state_dict(reference.state_dict(), strict=True)
-    check_training_step(reference, model, torch.randn(2, 3, size, size),
-                        reference_fields=theirs, model_fields=ours)
+    parity.check_strict_load_and_training_step(reference, model, torch.randn(2, 3, size, size),
+                                               reference_fields=theirs, model_fields=ours)
 
 
 def test_inception_v3_auxiliary_head():
@@ -185,12 +149,9 @@ def test_inception_v3_auxiliary_head():
     spec = _spec("inception_v3")
     without = _spec("inception_v3", aux_logits=False)
     plain = _reference("inception_v3", "meta", aux_logits=False)
-    assert without.params == sum(p.numel() for p in plain.parameters())
+    parity.check_parameters_and_state_dict(without, plain)
     assert spec.inference_params == without.params == without.inference_params
     assert spec.macs == without.macs
-    with torch.device("meta"):
-        model = cnnspec.build(without)
-    assert _shapes(model) == _shapes(plain)
     assert cnnspec.build(spec).aux_weights == {"AuxLogits": 0.4}
     assert _reference("inception_v3", "meta").transform_input is False
 
@@ -204,22 +165,9 @@ def test_batchnorm_dropout_and_stochastic_depth(name):
     alike."""
     with torch.device("meta"):
         model = cnnspec.build(_spec(name))
-    reference = _reference(name, "meta")
-    ours = dict(model.named_modules())
-    seen, dropouts = {"FusedMBConv": 0, "MBConv": 0}, 0
-    for key, module in reference.named_modules():
-        if isinstance(module, nn.BatchNorm2d):
-            assert (ours[key].eps, ours[key].momentum) == (module.eps, module.momentum), key
-        elif isinstance(module, nn.Dropout):
-            assert ours[key].p == module.p, key
-            dropouts += 1
-        elif type(module).__name__ in seen:
-            drop = f"{key}.stochastic_depth"
-            if module.use_res_connect:
-                assert ours[drop].p == module.stochastic_depth.p, key
-                seen[type(module).__name__] += 1
-            else:
-                assert drop not in ours, key
+    blocks = ("FusedMBConv", "MBConv")
+    seen, dropouts = parity.check_norm_dropout_and_stochastic_depth(
+        model, _reference(name, "meta"), blocks)
     assert dropouts == 1
     if name.startswith("efficientnet"):
-        assert min(seen.values()) > 0
+        assert min(seen[block] for block in blocks) > 0
