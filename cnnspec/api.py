@@ -8,6 +8,7 @@ answers every cost question. Raises `SpecError` for any user mistake.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from pathlib import Path
 
 from . import syntax as S
@@ -159,12 +160,14 @@ def load(source: str | os.PathLike, *, network: str | None = None, **params) -> 
 
 
 def load_text(text: str, path: str | os.PathLike | None = None, *,
-              network: str | None = None, **params) -> Spec:
+              network: str | None = None, unsaved: Mapping[str, str] | None = None,
+              **params) -> Spec:
     """`load` for text that is not (or not yet) what is saved at `path`, such as an
     editor's buffer: diagnostics name `path`, and `import`s resolve relative to it
-    (to the working directory without a path)."""
+    (to the working directory without a path). `unsaved` maps the real paths of other
+    files to their editors' text, read instead of the disk when imported."""
     path = os.fspath(path) if path is not None else None
-    modules = _Modules()
+    modules = _Modules(unsaved)
     try:
         module = modules.load(text, path)
         chosen = _choose_network(module, network, path)
@@ -218,7 +221,8 @@ def _choose_network(module: S.Module, wanted: str | None, path) -> S.Definition:
 class _Modules:
     """Parses a file and everything it imports, once each; collects the blocks."""
 
-    def __init__(self):
+    def __init__(self, unsaved: Mapping[str, str] | None = None):
+        self.unsaved = unsaved or {}  # real path -> an editor's text for that file
         self.blocks: dict[str, S.Definition] = {}
         self._done: dict[str, S.Module] = {}
         self._stack: list[str] = []
@@ -245,6 +249,9 @@ class _Modules:
                             Path(k).name for k in self._stack[self._stack.index(key):])
                         + f" -> {Path(key).name}")
         if key in self._done:
+            return
+        if key in self.unsaved:
+            self.load(self.unsaved[key], str(target))
             return
         try:
             text = target.read_text(encoding="utf-8")

@@ -143,6 +143,26 @@ def test_error_inside_an_imported_block_points_at_the_call(server):
     assert related["range"]["start"]["line"] == line_of(BLOCKS.read_text(), "conv1:")
 
 
+def test_a_spec_follows_the_unsaved_block_file_it_imports(server, tmp_path):
+    """Editing a block library re-checks the open specs that import it, against the
+    editor's text of that library, before anything is saved."""
+    (tmp_path / "blocks").mkdir()
+    library = tmp_path / "blocks" / "pair.cnn"
+    library.write_text("block pair(c) {\n    conv c k=3 p=1\n    relu\n}\n")
+    spec = tmp_path / "net.cnn"
+    spec.write_text('import "blocks/pair.cnn"\n\nnetwork net {\n    input 3x8x8\n'
+                    "    body: pair(8)\n    avgpool global\n    flatten\n    linear 10\n}\n")
+    with Document(server, library) as blocks, Document(server, spec) as net:
+        assert blocks.diagnostics()[1] == [] and net.diagnostics()[1] == []
+        blocks.change(blocks.text.replace("conv c k=3 p=1", "conv c k=3 s=2"))
+        _, found = net.diagnostics()
+        assert [d["code"] for d in found] == ["E0301"], found  # (8 - 3) / 2 + 1 = 3.5
+        assert found[0]["range"]["start"]["line"] == line_of(net.text, "body:")
+        blocks.change(blocks.text.replace("k=3 s=2", "k=3 p=1"))
+        assert net.diagnostics()[1] == []
+    assert "p=1" in library.read_text()  # nothing was saved
+
+
 def test_ranges_count_utf16_units(server, tmp_path):
     text = 'network n {\n    input 3x32x32\n    assert true, "\U0001F60B ok"; rleu\n}\n'
     with Document(server, tmp_path / "emoji.cnn", text) as doc:

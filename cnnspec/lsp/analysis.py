@@ -16,6 +16,7 @@ from __future__ import annotations
 import bisect
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import NamedTuple
@@ -142,9 +143,13 @@ def _anchors(specs: list[Spec], path: str | None) -> list[tuple]:
 # ---------------------------------------------------------------- checking
 
 
-def analyse(text: str, path: str | os.PathLike | None = None) -> Analysis:
-    """Parse and check `text` as the file at `path` (unsaved changes included)."""
+def analyse(text: str, path: str | os.PathLike | None = None,
+            unsaved: Mapping[str, str] | None = None) -> Analysis:
+    """Parse and check `text` as the file at `path` (unsaved changes included).
+    `unsaved`: other files' editor text by real path, read instead of the disk when
+    imported, so a spec follows the block file being edited beside it."""
     path = os.fspath(path) if path is not None else None
+    unsaved = unsaved or {}
     found: list = []
     specs: list[Spec] = []
     blocks: dict[str, S.Definition] = {}
@@ -155,10 +160,10 @@ def analyse(text: str, path: str | os.PathLike | None = None) -> Analysis:
         module = None
         found.extend(problem.diagnostics)
     if module is not None:
-        blocks, imports = _scope(module, path)
+        blocks, imports = _scope(module, path, unsaved)
         for network in module.networks:
             try:
-                spec = load_text(text, path, network=network.name)
+                spec = load_text(text, path, network=network.name, unsaved=unsaved)
             except SpecError as problem:
                 found.extend(problem.diagnostics)
             else:
@@ -166,7 +171,7 @@ def analyse(text: str, path: str | os.PathLike | None = None) -> Analysis:
                 found.extend(lint(spec))
         if not module.networks:  # blocks only: their imports and names still count
             try:
-                _Modules().load(text, path)
+                _Modules(unsaved).load(text, path)
             except SpecError as problem:
                 found.extend(problem.diagnostics)
     problems = []
@@ -175,6 +180,14 @@ def analyse(text: str, path: str | os.PathLike | None = None) -> Analysis:
         if problem not in problems:  # two networks calling one bad block
             problems.append(problem)
     return Analysis(text, path, module, blocks, imports, specs, problems)
+
+
+def imports_file(result: Analysis, path: str) -> bool:
+    """Whether the analysed document reads `path`: an import of it, or a block in
+    scope defined there (an import of an import)."""
+    return (any(same_file(target, path) for _, target in result.imports)
+            or any(same_file(block.name_span.file, path)
+                   for block in result.blocks.values()))
 
 
 def _problem(found, text: str, path: str | None, imports) -> Problem:
@@ -236,7 +249,7 @@ def word_range(lines: list[str], line: int, character: int) -> Range:
 _IMPORTED: dict[str, tuple[tuple[int, int], S.Module | None]] = {}
 
 
-def _scope(module: S.Module, path: str | None):
+def _scope(module: S.Module, path: str | None, unsaved: Mapping[str, str]):
     """Every block callable in `module` (its own first, then imported ones, as
     deep as imports go) and each import with the file it names."""
     blocks = {b.name: b for b in module.blocks}
@@ -253,13 +266,21 @@ def _scope(module: S.Module, path: str | None):
         if key in seen:
             continue
         seen.add(key)
-        inner = _imported(target)
+        inner = _unsaved(str(target), unsaved[key]) if key in unsaved else _imported(target)
         if inner is None:
             continue
         for block in inner.blocks:
             blocks.setdefault(block.name, block)
         queue.extend((i, target.parent, False) for i in inner.imports)
     return blocks, imports
+
+
+def _unsaved(file: str, text: str) -> S.Module | None:
+    """An imported file open in the editor, parsed from its buffer."""
+    try:
+        return parse(text, file)
+    except SpecError:
+        return None
 
 
 def _imported(file: Path) -> S.Module | None:

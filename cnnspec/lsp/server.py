@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -79,7 +80,16 @@ class CnnLanguageServer(LanguageServer):
         self.schedule(params.text_document.uri, 0)
 
     def did_change(self, params: T.DidChangeTextDocumentParams) -> None:
-        self.schedule(params.text_document.uri, DEBOUNCE)
+        """Check the document, and the open documents that import it: they read its
+        unsaved text (`unsaved_texts`)."""
+        changed = params.text_document.uri
+        self.schedule(changed, DEBOUNCE)
+        path = _path(changed)
+        if path is None:
+            return
+        for uri, result in list(self.latest.items()):
+            if uri != changed and A.imports_file(result, path):
+                self.schedule(uri, 2 * DEBOUNCE)
 
     def did_save(self, params: T.DidSaveTextDocumentParams) -> None:
         """The saved file may be imported by the other open documents: check all."""
@@ -119,7 +129,7 @@ class CnnLanguageServer(LanguageServer):
         loop = asyncio.get_running_loop()
         try:
             result = await loop.run_in_executor(self.checker, A.analyse, text,
-                                                _path(uri))
+                                                _path(uri), self.unsaved_texts(uri))
         except Exception:  # a checker bug: keep serving, say what happened
             log.exception("checking %s failed", uri)
             self.window_log_message(T.LogMessageParams(
@@ -140,6 +150,16 @@ class CnnLanguageServer(LanguageServer):
             uri=uri, version=version,
             diagnostics=[_diagnostic(p, lines, codec) for p in result.problems]))
         self.explaining[uri] = loop.run_in_executor(self.explainer, self.warm, uri, result)
+
+    def unsaved_texts(self, uri: str) -> dict[str, str]:
+        """The other open documents' text by real path: an import of one of them
+        reads what the editor shows, saved or not."""
+        texts = {}
+        for other, document in list(self.workspace.text_documents.items()):
+            path = _path(other)
+            if other != uri and path is not None:
+                texts[os.path.realpath(path)] = document.source
+        return texts
 
     def warm(self, uri: str, result: A.Analysis) -> None:
         """Explain every layer (on the explainer thread) unless a newer check came."""
