@@ -96,7 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
                           "or a state dict of this network): py writes them beside "
                           "the source with a load_trained(); pt2 and onnx hold them")
     render = spec_command("render", "draw the network: one node per layer, blocks as "
-                          "clusters, shapes on the edges")
+                          "clusters, shapes on the edges; or (.html) an interactive "
+                          "explorer")
     render.add_argument("-o", "--output", required=True, metavar="OUT",
                         help="the diagram; its extension picks the format: .svg, .png, "
                         ".pdf (these need Graphviz's dot), .dot (DOT source) or .html "
