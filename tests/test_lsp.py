@@ -98,6 +98,44 @@ def test_typo_is_E0202_at_the_misspelt_token_within_a_second(server):
     assert "help: did you mean `relu`?" in error["message"]
 
 
+def test_did_you_mean_is_a_quick_fix_that_repairs_the_typo(server):
+    with Document(server, ALEXNET) as doc:
+        _, clean = doc.diagnostics()
+        doc.change(doc.text.replace("relu1: relu", "relu1: rleu"))
+        _, found = doc.diagnostics()
+        error = next(d for d in found if d["code"] == "E0202")
+        actions = doc.request("textDocument/codeAction", {
+            "textDocument": {"uri": doc.uri}, "range": error["range"],
+            "context": {"diagnostics": [error]}})
+        assert [a["title"] for a in actions] == ["Replace with `relu`"]
+        assert actions[0]["kind"] == "quickfix" and actions[0]["isPreferred"]
+        (edit,) = actions[0]["edit"]["changes"][doc.uri]
+        assert edit == {"range": error["range"], "newText": "relu"}
+        line = doc.text.split("\n")[8]
+        fixed = line[:11] + edit["newText"] + line[15:]
+        doc.change(doc.text.replace(line, fixed))
+        assert doc.diagnostics()[1] == clean  # back to the lint warning alone
+        nothing = doc.request("textDocument/codeAction", {
+            "textDocument": {"uri": doc.uri}, "range": error["range"],
+            "context": {"diagnostics": []}})
+        assert not nothing
+
+
+def test_quick_fix_replaces_only_the_misspelt_word(tmp_path):
+    source = ("network n {\n    input 3x8x8\n    conv 4 k=3 strid=1\n"
+              "    conv in.chanels k=1\n}\n")
+    path = tmp_path / "n.cnn"
+    first = analyse(source, path).problems[0]
+    assert first.code == "E0203" and first.fix.text == "stride", first
+    assert source.split("\n")[2][first.fix.range.start_character:
+                                   first.fix.range.end_character] == "strid"
+    fixed = source.replace("strid=", "stride=")
+    second = analyse(fixed, path).problems[0]
+    assert second.fix.text == "channels", second
+    assert fixed.split("\n")[3][second.fix.range.start_character:
+                                  second.fix.range.end_character] == "chanels"
+
+
 def test_clean_file_publishes_an_empty_list(server):
     with Document(server, RESNET18) as doc:
         _, found = doc.diagnostics()

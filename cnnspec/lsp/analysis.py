@@ -14,6 +14,7 @@ the server converts them to the client's encoding. Imports neither torch nor pyg
 from __future__ import annotations
 
 import bisect
+import difflib
 import os
 import re
 from collections.abc import Mapping
@@ -50,6 +51,14 @@ class Problem(NamedTuple):
     code: str
     message: str
     related: tuple[Related, ...] = ()
+    fix: Fix | None = None  # a "did you mean" help, as an edit
+
+
+class Fix(NamedTuple):
+    """A quick fix: replace `range` in the document by `text`."""
+
+    range: Range
+    text: str
 
 
 def span_range(span: Span) -> Range:
@@ -200,18 +209,42 @@ def _problem(found, text: str, path: str | None, imports) -> Problem:
     lines.extend(f"note: {note}" for note in found.notes)
     if found.help:
         lines.append(f"help: {found.help}")
-    span, related = found.span, ()
+    span, related, fix = found.span, (), None
     if span is None:
         where = Range(0, 0, 0, 0)
     elif same_file(span.file, path):
         where = span_range(span)
+        fix = _suggested_fix(found.help, where, text)
     else:  # inside an imported block: point at the call (or import) that leads there
         lines.append(f"at {span}")
         related = (Related(span.file, span_range(span), found.label or found.message,
                            span.source.text),)
         where = (_call_site(found.notes, text, path) or _import_site(span.file, imports)
                  or Range(0, 0, 0, 0))
-    return Problem(where, severity, found.code, "\n".join(lines), related)
+    return Problem(where, severity, found.code, "\n".join(lines), related, fix)
+
+
+_SUGGESTION = re.compile(r"did you mean `([A-Za-z_][\w.]*)`\?")
+_WORD = re.compile(r"[A-Za-z_]\w*")
+
+
+def _suggested_fix(help: str, where: Range, text: str) -> Fix | None:
+    """The word a "did you mean `X`?" help would replace: in the diagnostic's range
+    (`strid=2`, `in.chanels`, `rleu`), the identifier closest to X, as difflib
+    judged it when it chose X."""
+    match = _SUGGESTION.search(help or "")
+    if match is None or where.start_line != where.end_line:
+        return None
+    suggestion = match.group(1)
+    line = text.split("\n")[where.start_line]
+    words = [w for w in _WORD.finditer(line, where.start_character, where.end_character)
+             if w.group() != suggestion]
+    if not words:
+        return None
+    best = max(words, key=lambda w: difflib.SequenceMatcher(None, w.group(),
+                                                             suggestion).ratio())
+    return Fix(Range(where.start_line, best.start(), where.start_line, best.end()),
+               suggestion)
 
 
 _AT = re.compile(r" at (.+):(\d+):(\d+)$")

@@ -1,8 +1,9 @@
 """The language server: LSP messages on stdin -> answers and diagnostics on stdout.
 
 Takes: JSON-RPC from an editor (pygls does the protocol). Returns: diagnostics as
-you type, hover, go to definition, completion and the document outline, computed by
-the pure functions of `analysis`, `hover`, `complete` and `outline`.
+you type, hover, go to definition, completion, quick fixes ("did you mean") and the
+document outline, computed by the pure functions of `analysis`, `hover`, `complete`
+and `outline`.
 
 Checking runs on a worker thread, `DEBOUNCE` seconds after the last keystroke,
 never on the event loop: a hover or completion asked while ResNet-152 is being
@@ -71,6 +72,8 @@ class CnnLanguageServer(LanguageServer):
                 (T.TEXT_DOCUMENT_COMPLETION, self.completion,
                  T.CompletionOptions(trigger_characters=['"', "/", "="])),
                 (T.TEXT_DOCUMENT_DOCUMENT_SYMBOL, self.document_symbol, None),
+                (T.TEXT_DOCUMENT_CODE_ACTION, self.code_action,
+                 T.CodeActionOptions(code_action_kinds=[T.CodeActionKind.QuickFix])),
                 (T.SHUTDOWN, self.on_shutdown, None)):
             self.feature(name, options)(_function(method))
 
@@ -203,6 +206,29 @@ class CnnLanguageServer(LanguageServer):
             return None
         return T.Hover(contents=T.MarkupContent(kind=T.MarkupKind.Markdown, value=text))
 
+    async def code_action(self, params: T.CodeActionParams) -> list[T.CodeAction]:
+        """Quick fixes: each "did you mean `X`?" in range, as an edit writing X."""
+        uri = params.text_document.uri
+        result = self.latest.get(uri)
+        document = self.workspace.get_text_document(uri)
+        if result is None or result.text != document.source:
+            return []  # checked text is not the buffer's: its ranges would be off
+        codec, lines = document.position_codec, result.lines
+        wanted = params.range
+        actions = []
+        for problem in result.problems:
+            if problem.fix is None:
+                continue
+            where = _range(problem.fix.range, lines, codec)
+            if _before(where.end, wanted.start) or _before(wanted.end, where.start):
+                continue
+            actions.append(T.CodeAction(
+                title=f"Replace with `{problem.fix.text}`", kind=T.CodeActionKind.QuickFix,
+                diagnostics=[_diagnostic(problem, lines, codec)], is_preferred=True,
+                edit=T.WorkspaceEdit(changes={uri: [T.TextEdit(
+                    range=where, new_text=problem.fix.text)]})))
+        return actions
+
     async def definition(self, params: T.DefinitionParams) -> T.Location | None:
         uri = params.text_document.uri
         result = await self.analysis(uri)
@@ -261,6 +287,10 @@ def _path(uri: str) -> str | None:
 
 def _uri(path: str) -> str:
     return from_fs_path(str(Path(path).resolve())) or path
+
+
+def _before(a: T.Position, b: T.Position) -> bool:
+    return (a.line, a.character) < (b.line, b.character)
 
 
 def _range(found: A.Range, lines: list[str], codec) -> T.Range:
