@@ -348,3 +348,11 @@ def test_vscode_manifest_ties_language_grammar_and_server_together():
     assert setting["default"] == ["cnnspec", "lsp"]
     assert "vscode-languageclient" in manifest["dependencies"]
     assert (VSCODE / manifest["main"]).is_file()
+
+
+def test_the_emacs_mode_in_the_docs_lists_the_grammar_keywords():
+    """docs/editors.md gives Emacs users a cnn-mode; its keyword list is the grammar's."""
+    text = (ROOT / "docs" / "editors.md").read_text()
+    listed = re.search(r"\(defconst cnn-keywords\s+'\(([^)]*)\)", text)
+    assert listed, "docs/editors.md has no (defconst cnn-keywords '(...))"
+    assert frozenset(re.findall(r'"([^"]+)"', listed.group(1))) == grammar_keywords()
