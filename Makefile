@@ -6,8 +6,9 @@
 #   make test   set up, then run the whole test suite
 #   make mutate mutation testing of check.py, layers.py and torch_backend.py (slow:
 #               about an hour on 2 cores; not part of CI), then the score per module
-# Setting up makes .venv and, when Graphviz's `dot` or chromium's driver is missing,
-# installs them with apt-get (as root, or through sudo).
+# Setting up makes .venv and, when Graphviz's `dot` is missing, installs it with
+# apt-get (as root, or through sudo); `make test` installs chromium and its driver
+# the same way, for the explorer's browser tests.
 # pyproject.toml declares version ranges for users; the exact torch pair that
 # development and CI use is pinned here.
 PYTHON ?= python3
@@ -15,16 +16,21 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 TORCH  := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup demo test mutate system-packages
-setup: $(VENV)/.installed system-packages
+.PHONY: setup demo test mutate graphviz browser
+setup: $(VENV)/.installed graphviz
 
-# Graphviz lays out diagrams; Debian's chromium and its driver run the explorer's
+# Graphviz's `dot` lays out diagrams (render, the explorer, make demo).
+graphviz:
+	@command -v dot >/dev/null || { $(APT_INSTALL) graphviz >/dev/null; }
+
+# Only the tests need a browser: Debian's chromium and its driver run the explorer's
 # browser tests (tests/test_explorer_browser.py), since no browser download works here.
-system-packages:
-	@command -v dot >/dev/null && command -v chromedriver >/dev/null || { \
-	  SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
-	  $$SUDO apt-get update -qq && \
-	  $$SUDO apt-get install -y -qq graphviz chromium chromium-driver >/dev/null; }
+browser:
+	@command -v chromedriver >/dev/null || { $(APT_INSTALL) chromium chromium-driver >/dev/null; }
+
+# apt-get as root, or through sudo
+APT_INSTALL = SUDO=$$([ "$$(id -u)" = 0 ] || echo sudo); \
+	$$SUDO apt-get update -qq && $$SUDO apt-get install -y -qq
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -42,7 +48,7 @@ demo: setup
 	rm -rf out/lenet5-run
 	$(BIN)/cnnspec train specs/lenet5.cnn --data digits --epochs 5 --out out/lenet5-run
 
-test: setup
+test: setup browser
 	$(BIN)/python -m pytest -n 2
 
 # One torch thread per mutant process: two processes with two threads each on two

@@ -10,6 +10,7 @@ starts with `$ cnnspec lint example.cnn` gets the real warnings (the W codes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import sys
@@ -28,18 +29,27 @@ _LINT_PAIR = re.compile(r"(```cnn\n(?P<spec>(?:(?!```).)*?)```\s*\n```text\n)"
                         + re.escape(LINT_PROMPT) + r"(?P<output>.*?)(```)", re.S)
 
 
-def diagnostic_of(spec: str) -> str:
-    """What `cnnspec check example.cnn` prints for this spec."""
+@contextlib.contextmanager
+def _example(spec: str):
+    """The spec saved as example.cnn in a scratch folder, which is the working
+    directory meanwhile (the outputs name `example.cnn`)."""
     with tempfile.TemporaryDirectory() as folder:
         Path(folder, "example.cnn").write_text(spec, encoding="utf-8")
         here = os.getcwd()
         os.chdir(folder)
         try:
+            yield
+        finally:
+            os.chdir(here)
+
+
+def diagnostic_of(spec: str) -> str:
+    """What `cnnspec check example.cnn` prints for this spec."""
+    with _example(spec):
+        try:
             cnnspec.load("example.cnn")
         except cnnspec.SpecError as problem:
             return problem.render() + "\n"
-        finally:
-            os.chdir(here)
     return "(no error)\n"
 
 
@@ -47,16 +57,11 @@ def warnings_of(spec: str) -> str:
     """What `cnnspec lint example.cnn` prints on stdout for this (right) spec."""
     from cnnspec.lint import lint
 
-    with tempfile.TemporaryDirectory() as folder:
-        Path(folder, "example.cnn").write_text(spec, encoding="utf-8")
-        here = os.getcwd()
-        os.chdir(folder)
+    with _example(spec):
         try:
             found = lint(cnnspec.load("example.cnn"))
         except cnnspec.SpecError as problem:
             return problem.render() + "\n"
-        finally:
-            os.chdir(here)
     return "\n\n".join(w.render() for w in found) + "\n" if found else "(no warning)\n"
 
 
