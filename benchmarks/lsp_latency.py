@@ -37,6 +37,7 @@ import cnnspec
 from cnnspec import syntax as S
 from cnnspec.lsp.client import Client
 from cnnspec.lsp.server import DEBOUNCE
+from cnnspec.parse import parse
 
 RESULTS = ROOT / "benchmarks" / "results" / "lsp_latency.json"
 
@@ -56,9 +57,7 @@ def largest_spec() -> tuple[Path, int]:
 def positions(path: Path) -> dict[str, tuple[int, int]]:
     """0-based positions of a single layer (the first statement that makes one, else
     `input`), a block call and the network's name."""
-    from cnnspec.lsp.analysis import analyse
-
-    module = analyse(path.read_text(), path).module
+    module = parse(path.read_text(), str(path))
     network = module.networks[0]
     found = {"network name": (network.name_span.line - 1, network.name_span.column - 1)}
     stack, first = list(network.body), None

@@ -19,6 +19,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
@@ -84,7 +85,7 @@ class Analysis:
     _records: dict = field(default_factory=dict)  # network -> {layer: explain.Record}
     _anchors: list | None = None
 
-    @property
+    @cached_property
     def lines(self) -> list[str]:
         return self.text.split("\n")  # as the parser counts lines
 

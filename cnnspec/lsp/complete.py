@@ -20,8 +20,8 @@ from typing import NamedTuple
 from .. import ops as O
 from .. import syntax as S
 from ..evaluate import FUNCTIONS, INPUT_ATTRIBUTES
-from .analysis import Analysis, children, doc_comment, path_at, signature
-from .hover import layer_signature, value_text
+from .analysis import Analysis, children, path_at, signature
+from .hover import block_doc, layer_signature, value_text
 
 CONSTANTS = ("true", "false", "same", "global", "none")
 _CALL = re.compile(r"\s*([A-Za-z_]\w*)(\s+|\()(.*)$", re.DOTALL)
@@ -91,16 +91,10 @@ def _glued(text: str, index: int) -> bool:
 def _statement(blocks: dict, names: list[Completion]) -> list[Completion]:
     items = [Completion(kind, "layer", layer_signature(kind).split("\n")[0])
              for kind in sorted({*O.LAYER_MODELS, *O.LAYER_SYNONYMS})]
-    items += [Completion(name, "block", signature(block), _block_doc(block))
+    items += [Completion(name, "block", signature(block), block_doc(block))
               for name, block in sorted(blocks.items())]
     items += [Completion(word, "keyword") for word in keywords()]
     return items + names + _functions()
-
-
-def _block_doc(block: S.Definition) -> str:
-    where = f"{Path(block.span.file).name}:{block.name_span.line}"
-    comment = doc_comment(block)
-    return f"{comment}\n\n*defined in `{where}`*" if comment else f"*defined in `{where}`*"
 
 
 def _arguments(name: str, blocks: dict) -> list[Completion]:

@@ -17,6 +17,7 @@ from .. import ops as O
 from .. import syntax as S
 from ..check import shape_text
 from ..explain_render import lines as explain_lines
+from ..summary import rf_text
 from .analysis import (
     Analysis,
     Range,
@@ -133,9 +134,8 @@ def _facts_card(analysis: Analysis, title: str, made, definition, compute: bool)
     if len(groups) > 1:
         rows = [_instance_row(key, nodes) for key, nodes in list(groups.items())[:ROWS]]
         more = len(groups) - ROWS
-        text = (f"{title}: {len(groups)} instances of block `{definition.name}`\n\n"
+        return (f"{title}: {len(groups)} instances of block `{definition.name}`\n\n"
                 + _code(_aligned(rows) + ([f"... and {more} more"] if more > 0 else [])))
-        return text
     spec, last = made[-1]
     facts = spec.table[last.id]
     params = sum(spec.table[n.id].params for _, n in made)
@@ -145,7 +145,7 @@ def _facts_card(analysis: Analysis, title: str, made, definition, compute: bool)
     else:
         title += f": {len(made)} layers"
     bullets = [f"- output: `{shape_text(facts.shape)}`", f"- params: {params:,}",
-               f"- MACs: {macs:,}", f"- receptive field: {receptive_field(facts)}"]
+               f"- MACs: {macs:,}", f"- receptive field: {rf_text(facts.receptive_field, facts.whole)}"]
     text = title + "\n\n" + "\n".join(bullets)
     if len(made) == 1:
         record = analysis.records(spec, compute).get(last.name)
@@ -154,28 +154,24 @@ def _facts_card(analysis: Analysis, title: str, made, definition, compute: bool)
                     explain_lines(record, spec.graph.options.bytes_per_element)]
             text += "\n\n" + _code(_aligned(rows))
     else:
-        rows = [(n.name, n.op.label(), shape_text(spec.table[n.id].shape),
-                 _count(spec.table[n.id].params)) for _, n in made[:ROWS]]
+        rows = [_layer_row(spec, n) for _, n in made[:ROWS]]
         more = [f"... and {len(made) - ROWS} more layers"] if len(made) > ROWS else []
         text += "\n\n" + _code(_aligned(rows) + more)
     return text
 
 
+def _layer_row(spec, node) -> tuple[str, ...]:
+    facts = spec.table[node.id]
+    return (node.name, node.op.label(), shape_text(facts.shape), _count(facts.params))
+
+
 def _instance_row(key: str, nodes) -> tuple[str, ...]:
     spec, last = nodes[-1]
-    params = sum(spec.table[n.id].params for _, n in nodes)
     if len(nodes) == 1:
-        return (last.name, last.op.label(), shape_text(spec.table[last.id].shape),
-                _count(params))
+        return _layer_row(spec, last)
+    params = sum(spec.table[n.id].params for _, n in nodes)
     return (key, f"{len(nodes)} layers", shape_text(spec.table[last.id].shape),
             _count(params))
-
-
-def receptive_field(facts) -> str:
-    if facts.whole:
-        return "global"
-    h, w = facts.receptive_field
-    return str(h) if h == w else f"{h}x{w}"
 
 
 def _count(value: int) -> str:
@@ -197,13 +193,14 @@ def _code(lines: list[str]) -> str:
 
 def block_card(block: S.Definition) -> str:
     """A block's signature, doc comment and where it is defined."""
-    where = f"{Path(block.span.file).name}:{block.name_span.line}"
-    parts = [f"```cnn\n{signature(block)}\n```"]
+    return f"```cnn\n{signature(block)}\n```\n\n{block_doc(block)}"
+
+
+def block_doc(block: S.Definition) -> str:
+    """A block's doc comment (if any) and where it is defined, as markdown."""
+    where = f"*defined in `{Path(block.span.file).name}:{block.name_span.line}`*"
     comment = doc_comment(block)
-    if comment:
-        parts.append(comment)
-    parts.append(f"*defined in `{where}`*")
-    return "\n\n".join(parts)
+    return f"{comment}\n\n{where}" if comment else where
 
 
 def _definition_card(analysis: Analysis, definition: S.Definition) -> str:
