@@ -28,13 +28,14 @@ from .explain_model import (
     Record,
     Share,
     UnknownLayer,
+    bytes_quantity,
     evaluate,
-    human_bytes,
     number,
     rounded,
     value_text,
 )
 from .ir import block_at
+from .summary import human_bytes
 
 __all__ = ["LIMIT", "SHAPE_KEYS", "Explanation", "Quantity", "Record", "Share",
            "UnknownLayer", "evaluate", "explain", "human_bytes", "number", "rounded",
@@ -62,8 +63,7 @@ def _block_record(name: str, op: str, members: list[Record], size: int) -> Recor
     values = _sum("values", [m.value("values") for m in members],
                   "the sum of its layers' outputs")
     quantities.append(values)
-    quantities.append(Quantity("bytes", f"{values.value}*{size}", values.value * size,
-                         "values*bytes_per_element", f"{size} bytes per value"))
+    quantities.append(bytes_quantity(values.value, size))
     for key in ("rf_h", "rf_w"):
         distinct = list(dict.fromkeys(m.value(key) for m in members))
         formula = str(distinct[0]) if len(distinct) == 1 else \
@@ -117,8 +117,7 @@ def _totals(spec, layers: list[Record]) -> Record:
                   "every layer's output, the input not counted"
                   + ("; eval mode" if aux else ""))
     quantities.append(values)
-    quantities.append(Quantity("bytes", f"{values.value}*{size}", values.value * size,
-                         "values*bytes_per_element", f"{size} bytes per value"))
+    quantities.append(bytes_quantity(values.value, size))
     return Record(name="total", op=spec.name, kind="total",
                   output_shape=list(spec.output_shape), quantities=quantities)
 

@@ -10,32 +10,33 @@ receptive field and the jump. Imports neither torch nor rich.
 from __future__ import annotations
 
 from . import ops as O
-from .explain_model import Quantity, Record, evaluate, number
+from .check import _arithmetic, _widest_bin, _window_settings
+from .explain_model import Quantity, Record, bytes_quantity, evaluate, number
 
 
 def _span_text(k: int, d: int) -> str:
     return str(k) if d == 1 else f"({d}*({k}-1)+1)"
 
 
-def _window_size(size, k, s, p, d, ceil_mode) -> tuple[str, str, str]:
-    """(formula, rule, note) of a sliding window's output length, as check._window."""
-    span = d * (k - 1) + 1
-    padded = size + 2 * p
+def _window_size(size, k, s, p, d, ceil_mode, out) -> tuple[str, str, str]:
+    """(formula, rule, note) of a sliding window's output length `out` (the
+    checker's), with check._window's arithmetic."""
+    arithmetic = _arithmetic(size, k, s, p, d)
+    exact = (arithmetic.padded - arithmetic.span) / s + 1
     base = f"({size} - {_span_text(k, d)} + 2*{p})"
     symbol = "k" if d == 1 else "(d*(k-1)+1)"
     if ceil_mode:
-        out = -(-(padded - span) // s) + 1
-        if (out - 1) * s >= size + p:
-            return (f"ceil({base} / {s}) + 1 - 1", f"ceil((in - {symbol} + 2*p) / s) + 1",
+        rule = f"ceil((in - {symbol} + 2*p) / s) + 1"
+        if out < arithmetic.floor + bool(arithmetic.leftover):
+            return (f"ceil({base} / {s}) + 1 - 1", rule,
                     ("ceil mode; the last window would start in the padding, so "
                      "PyTorch drops it"))
-        note = "ceil mode" + ("" if (padded - span) % s == 0 else
-                              f": {(padded - span) / s + 1:g} rounds up")
-        return f"ceil({base} / {s}) + 1", f"ceil((in - {symbol} + 2*p) / s) + 1", note
-    if (padded - span) % s == 0:
+        note = "ceil mode" + (f": {exact:g} rounds up" if arithmetic.leftover else "")
+        return f"ceil({base} / {s}) + 1", rule, note
+    if not arithmetic.leftover:
         return f"{base} / {s} + 1", f"(in - {symbol} + 2*p) / s + 1", ""
     return (f"floor({base} / {s}) + 1", f"floor((in - {symbol} + 2*p) / s) + 1",
-            f"{(padded - span) / s + 1:g} rounds down")
+            f"{exact:g} rounds down")
 
 
 def _field_text(r, extra: str, j) -> str:
@@ -87,12 +88,11 @@ class _Layer:
                              "padding=same keeps the size (stride 1; PyTorch pads "
                              "d*(k-1) in all)")
                 return
-            stride = op.effective_stride if isinstance(op, O._Pool) else op.stride
-            dilation = getattr(op, "dilation", (1, 1))
+            kernel, stride, padding, dilation = _window_settings(op)
             for i, key in ((0, "height"), (1, "width")):
                 formula, rule, note = _window_size(
-                    x.shape[1 + i], op.kernel_size[i], stride[i], op.padding[i],
-                    dilation[i], getattr(op, "ceil_mode", False))
+                    x.shape[1 + i], kernel[i], stride[i], padding[i], dilation[i],
+                    getattr(op, "ceil_mode", False), out[1 + i])
                 self.add(key, formula, out[1 + i], rule, note)
         elif isinstance(op, O.AdaptivePool):
             for i, key in ((0, "height"), (1, "width")):
@@ -209,8 +209,7 @@ class _Layer:
         values = "*".join(map(str, facts.shape))
         self.add("values", values, facts.elements, "*".join("chw"[:len(facts.shape)])
                  if len(facts.shape) == 3 else "features")
-        self.add("bytes", f"{facts.elements}*{size}", facts.elements * size,
-                 "values*bytes_per_element", f"{size} bytes per value")
+        self.quantities.append(bytes_quantity(facts.elements, size))
 
     # -- receptive field and jump
     def field(self):
@@ -243,23 +242,17 @@ class _Layer:
         if x is None:
             return [(("1", "", ""), ("1", "", ""))] * 2
         rfs, jumps = x.receptive_field, x.jump
-        unchanged = [((str(rfs[a]), "rf_in", "unchanged"), (number(jumps[a]), "j_in",
-                                                             "unchanged"))
-                     for a in (0, 1)]
         if isinstance(op, (O.Conv, O.DepthwiseConv, O._Pool)) and len(x.shape) == 3:
-            stride = op.effective_stride if isinstance(op, O._Pool) else op.stride
-            dilation = getattr(op, "dilation", (1, 1))
+            kernel, stride, _, dilation = _window_settings(op)
             result = []
             for a in (0, 1):
-                k, s, d, r, j = op.kernel_size[a], stride[a], dilation[a], rfs[a], jumps[a]
+                k, s, d, r, j = kernel[a], stride[a], dilation[a], rfs[a], jumps[a]
                 extra = f"({k}-1)*{number(j)}" if d == 1 else f"{d}*({k}-1)*{number(j)}"
                 rf = _field_text(r, extra, j)
                 rule = "rf_in + (k-1)*j_in" if d == 1 else "rf_in + d*(k-1)*j_in"
                 result.append(((rf, rule, ""), (f"{number(j)}*{s}", "j_in*s", "")))
             return result
         if isinstance(op, O.AdaptivePool):
-            from .check import _widest_bin
-
             result = []
             for a in (0, 1):
                 size, out, r, j = x.shape[1 + a], op.output_size[a], rfs[a], jumps[a]
@@ -315,7 +308,8 @@ class _Layer:
                                 f"set by `{widest.name}`"),
                                (jump, "the branches' grid", "")))
             return result
-        return unchanged
+        return [((str(rfs[a]), "rf_in", "unchanged"),
+                 (number(jumps[a]), "j_in", "unchanged")) for a in (0, 1)]
 
 
 def layer_records(spec, nodes) -> dict[int, Record]:

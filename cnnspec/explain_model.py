@@ -3,9 +3,9 @@
 Takes: nothing of a spec; the other explain modules build these. Gives: `Quantity`
 (one number, its formula and rule), `Record` (one layer, block or the totals),
 `Share`, `Explanation` (what `explain.explain` returns), `UnknownLayer` (the error
-for a name that is not in the network), the text helpers `number`, `value_text`,
-`human_bytes` and `rounded`, and `evaluate` (a formula's value, nothing executed).
-`explain` re-exports all of them. Imports neither torch nor rich.
+for a name that is not in the network), the text helpers `number`, `value_text`
+and `rounded`, and `evaluate` (a formula's value, nothing executed). `explain`
+re-exports all of them, and `summary.human_bytes`. Imports neither torch nor rich.
 """
 
 from __future__ import annotations
@@ -36,6 +36,12 @@ class Quantity:
     value: int | float
     rule: str = ""  # the same in symbols: "k_h*k_w*c_in*c_out + c_out"
     note: str = ""
+
+
+def bytes_quantity(values: int, size: int) -> Quantity:
+    """The activation memory of `values` values, `size` bytes each."""
+    return Quantity("bytes", f"{values}*{size}", values * size,
+                    "values*bytes_per_element", f"{size} bytes per value")
 
 
 class Record(BaseModel):
@@ -146,13 +152,6 @@ def value_text(x) -> str:
     if isinstance(x, float) and not x.is_integer():
         return f"{x:g}"
     return f"{int(x):,}"
-
-
-def human_bytes(count: int) -> str:
-    for factor, prefix in ((2**30, "GiB"), (2**20, "MiB"), (2**10, "KiB")):
-        if count >= factor:
-            return f"{count / factor:.1f} {prefix}"
-    return f"{count} B"
 
 
 def rounded(count: int) -> str:

@@ -11,15 +11,14 @@ import math
 
 from .explain_model import (
     LIMIT,
-    SHAPE_KEYS,
     Explanation,
     Quantity,
     Record,
-    human_bytes,
     number,
     rounded,
     value_text,
 )
+from .summary import human_bytes
 
 
 def _pairs(record: Record, keys: tuple[str, str]):
@@ -47,12 +46,9 @@ def lines(record: Record, bytes_per_element: int) -> list[tuple[str, str, str]]:
     """(quantity, arithmetic, rule and note) rows, as the terminal shows a record."""
     rows = []
     shape = "x".join(map(str, record.output_shape))
-    sized = [q for q in record.quantities if q.key in SHAPE_KEYS]
     if record.kind != "layer":
         rows.append(("output", shape, f"the last layer's; {len(record.members)} layers"
                      if record.kind == "block" else ""))
-    elif not sized:
-        rows.append(("output", shape, ""))
     else:
         rows.append(("output", shape, ""))
         channels = record.get("channels")
