@@ -73,11 +73,9 @@ def compare(specs, accuracies: dict[str, tuple[float, str]] | None = None,
         known = next((accuracies[k] for k in (spec.name, stem) if k in accuracies), None)
         if known is not None:
             row.top1, row.top1_source = known
-        elif torchvision and _imagenet_shaped(spec) and torchvision_model(spec):
-            found = torchvision_top1(spec)
-            if found is not None:
-                row.top1, weights = found
-                row.top1_source = f"torchvision {weights}"
+        elif torchvision and (found := torchvision_top1(spec)) is not None:
+            row.top1, weights = found
+            row.top1_source = f"torchvision {weights}"
         rows.append(row)
     return Comparison(networks=rows)
 
@@ -158,8 +156,9 @@ def torchvision_top1(spec) -> tuple[float, str] | None:
     """(ImageNet-1K top-1 in percent, the weights' name) of the first torchvision
     weights of the spec's model whose evaluation crop is the spec's input size (a
     1000-class classifier on 3xHxH images); None when there is none."""
-    name = torchvision_model(spec)
-    if name is None or not _imagenet_shaped(spec):
+    # The shape first: it alone keeps a CIFAR or MNIST spec from importing torchvision.
+    name = torchvision_model(spec) if _imagenet_shaped(spec) else None
+    if name is None:
         return None
     height = spec.input_shape[1]
     from torchvision.models import get_model_weights
@@ -176,7 +175,7 @@ def table(comparison: Comparison):
     """The comparison as a rich Table; a Top-1 column when any accuracy is known."""
     from rich.table import Table
 
-    from .summary import human, human_bytes
+    from .summary import human, human_bytes, rf_text
 
     accuracy = any(row.top1 is not None for row in comparison.networks)
     grid = Table(title="Eval-mode cost per image", title_justify="left",
@@ -187,10 +186,9 @@ def table(comparison: Comparison):
     for column in columns + (["Top-1"] if accuracy else []):
         grid.add_column(column, justify="left" if column == "Network" else "right")
     for row in comparison.networks:
-        rf_h, rf_w = row.receptive_field
         cells = [row.name, f"{row.params:,}", human(row.macs),
-                 human_bytes(row.activation_bytes),
-                 str(rf_h) if rf_h == rf_w else f"{rf_h}x{rf_w}", str(row.depth)]
+                 human_bytes(row.activation_bytes), rf_text(row.receptive_field),
+                 str(row.depth)]
         if accuracy:
             cells.append("" if row.top1 is None else f"{row.top1:.2f}%")
         grid.add_row(*cells)
@@ -200,11 +198,7 @@ def table(comparison: Comparison):
 def chart(comparison: Comparison, out_path: str | Path) -> Path:
     """Write the chart (.png, .svg or .pdf): top-1 against MACs when any accuracy is
     known, else MACs against parameters."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _pyplot()
     out = Path(out_path)
     with plt.rc_context({"svg.fonttype": "none"}):  # SVG text stays editable text
         figure = draw(comparison)
@@ -215,15 +209,32 @@ def chart(comparison: Comparison, out_path: str | Path) -> Path:
 
 def draw(comparison: Comparison):
     """The chart as a matplotlib Figure (the caller saves and closes it)."""
+    plt = _pyplot()
+    rows = comparison.networks
+    if any(row.top1 is not None for row in rows):
+        return _draw_accuracy(plt, rows)
+    return _draw_cost(plt, rows)
+
+
+def _pyplot():
+    """matplotlib.pyplot on the Agg backend (no display needed)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    rows = comparison.networks
-    if any(row.top1 is not None for row in rows):
-        return _draw_accuracy(plt, rows)
-    return _draw_cost(plt, rows)
+    return plt
+
+
+def _bubbles(plt, figsize, points, areas, colors, linewidth: float):
+    """A figure whose axes hold one bubble per point, log-scaled along x, gridded."""
+    figure, axes = plt.subplots(figsize=figsize, dpi=150)
+    for (x, y), area, color in zip(points, areas, colors):
+        axes.scatter(x, y, s=area, color=color, alpha=0.45, edgecolors=color,
+                     linewidths=linewidth)
+    axes.set_xscale("log")
+    axes.grid(True, which="both", alpha=0.25)
+    return figure, axes
 
 
 def _family(name: str) -> str:
@@ -242,26 +253,23 @@ def _draw_accuracy(plt, rows: list[Row]):
     proportional to parameters."""
     shown = [row for row in rows if row.top1 is not None]
     colors = [c for row, c in zip(rows, _colors(plt, rows)) if row.top1 is not None]
-    figure, axes = plt.subplots(figsize=(9, 6.5), dpi=150)
     largest = max(row.params for row in shown) or 1
 
     def area(params: float) -> float:  # points^2, proportional to parameters
         return 1600 * params / largest + 12
 
-    for row, color in zip(shown, colors):
-        axes.scatter(row.macs / 1e9, row.top1, s=area(row.params), color=color,
-                     alpha=0.45, edgecolors=color, linewidths=1.0)
-    axes.set_xscale("log")
+    points = [(row.macs / 1e9, row.top1) for row in shown]
+    areas = [area(row.params) for row in shown]
+    figure, axes = _bubbles(plt, (9, 6.5), points, areas, colors, 1.0)
     axes.set_xlabel("operations: multiply-accumulates per image (G, log scale)")
     axes.set_ylabel("top-1 accuracy (%)")
     axes.set_title("Top-1 accuracy against operations (bubble area: parameters)",
                    fontsize=10)
-    axes.grid(True, which="both", alpha=0.25)
     axes.margins(0.08, 0.1)
+    sizes = _reference_sizes(largest)
     handles = [axes.scatter([], [], s=area(value), color="0.6", alpha=0.45,
-                            edgecolors="0.4", label=_millions(value))
-               for value in _reference_sizes(largest)]
-    widest = math.sqrt(area(_reference_sizes(largest)[-1]))  # points
+                            edgecolors="0.4", label=_millions(value)) for value in sizes]
+    widest = math.sqrt(area(sizes[-1]))  # points
     style = dict(handles=handles, title="parameters", fontsize=8, title_fontsize=8,
                  labelspacing=max(1.0, 0.8 * widest / 8),
                  borderpad=max(1.0, 0.6 * widest / 8),
@@ -279,8 +287,7 @@ def _draw_accuracy(plt, rows: list[Row]):
     probe.remove()
     corner = tuple(axes.transAxes.inverted().transform((frame.x0, frame.y0)))
     legend = axes.legend(loc=corner, **style)
-    _label_without_overlap(figure, axes, shown, [(r.macs / 1e9, r.top1) for r in shown],
-                           [area(r.params) for r in shown], avoid=[legend])
+    _label_without_overlap(figure, axes, shown, points, areas, avoid=[legend])
     return figure
 
 
@@ -335,23 +342,18 @@ def _names(names: list[str], most: int = 12) -> str:
 
 def _draw_cost(plt, rows: list[Row]):
     """MACs against parameters, bubble area proportional to activation memory."""
-    figure, axes = plt.subplots(figsize=(8, 5.5), dpi=150)
     largest = max(r.activation_bytes for r in rows) or 1
     areas = [2500 * row.activation_bytes / largest + 20 for row in rows]
-    for row, area, color in zip(rows, areas, _colors(plt, rows)):
-        axes.scatter(row.macs / 1e9, row.params / 1e6, s=area, color=color, alpha=0.45,
-                     edgecolors=color, linewidths=1.2)
-    axes.set_xscale("log")
+    points = [(row.macs / 1e9, row.params / 1e6) for row in rows]
+    figure, axes = _bubbles(plt, (8, 5.5), points, areas, _colors(plt, rows), 1.2)
     axes.set_yscale("log")
     axes.set_xlabel("multiply-accumulates per image (G)")
     axes.set_ylabel("parameters (M)")
     axes.set_title("Cost of each network (bubble area: activation memory per image)",
                    fontsize=10)
-    axes.grid(True, which="both", alpha=0.25)
     axes.margins(0.1)
     figure.tight_layout()
-    _label_without_overlap(figure, axes, rows,
-                           [(r.macs / 1e9, r.params / 1e6) for r in rows], areas)
+    _label_without_overlap(figure, axes, rows, points, areas)
     return figure
 
 

@@ -21,6 +21,8 @@ here imports torch.
 from __future__ import annotations
 
 from . import ops as O
+from .check import _arithmetic, _window_settings, describe
+from .check import _where as _block_notes
 from .diagnostics import Diagnostic, Span
 from .ir import user_counts
 
@@ -89,16 +91,9 @@ def _merged(found: list[tuple[Diagnostic, str]]) -> list[Diagnostic]:
 
 
 def _where(node) -> tuple[str, ...]:
-    """Which block instances a layer written in a block belongs to."""
-    notes = []
-    for (path, block), call in zip(reversed(node.blocks), reversed(node.calls)):
-        notes.append(f"block `{block}` instantiated as `{path}` at {call}")
-    return tuple(notes)
-
-
-def _name(node) -> str:
-    labelled = not node.name.rsplit(".", 1)[-1].isdigit()
-    return f"`{node.name}`" if labelled else f"{node.op.op} `{node.name}`"
+    """Which block instances a layer written in a block belongs to (the checker's
+    notes, without its `in `name`` line: the message names the layer)."""
+    return _block_notes(node)[1:]
 
 
 def _eval_layers(spec):
@@ -132,24 +127,20 @@ def _strided_floor(spec):
         shape = spec.table[node.inputs[0]].shape
         if len(shape) != 3:
             continue
-        stride = op.effective_stride if isinstance(op, O._Pool) else op.stride
-        dilation = getattr(op, "dilation", (1, 1))
         lost = []  # (axis, edge, arithmetic, fix)
         for size, k, s, p, d, axis, edge in zip(
-                shape[1:], op.kernel_size, stride, op.padding, dilation,
-                ("height", "width"), ("row", "column")):
-            span = d * (k - 1) + 1
-            leftover = (size + 2 * p - span) % s
+                shape[1:], *_window_settings(op), ("height", "width"), ("row", "column")):
+            window = _arithmetic(size, k, s, p, d)
+            span, leftover = window.span, window.leftover
             unseen = leftover - p  # trailing input pixels that no window covers
             if unseen <= max(0, s - span):  # a stride wider than the window skips
                 continue                     # pixels anyway; that is by design
-            exact = (size + 2 * p - span) / s + 1
             fits = [n for n in (size - leftover, size + s - leftover) if n >= span]
             pads = [q for q in range(p + 1, p + s + 1) if (size + 2 * q - span) % s == 0]
             fix = " or ".join(map(str, fits)) + (f" (or padding {pads[0]})" if pads else "")
             lost.append((axis, f"{unseen} {edge}s" if unseen > 1 else edge,
-                         f"({size} - {span} + 2*{p}) / {s} + 1 = {exact:g} floors to "
-                         f"{int(exact)}", f"{fix} fits stride {s}"))
+                         f"{window.equation} floors to {window.floor}",
+                         f"{fix} fits stride {s}"))
         if not lost:
             continue
         edges = " and ".join(item[1] for item in lost)
@@ -161,7 +152,7 @@ def _strided_floor(spec):
             fix = "; ".join(f"an input {item[0]} of {item[3]}" for item in lost)
         verb = "lie" if len(lost) > 1 or edges[0].isdigit() else "lies"
         yield warning(
-            "W0301", f"{_name(node)} never reads the last input {edges}", node.span,
+            "W0301", f"{describe(node)} never reads the last input {edges}", node.span,
             label=label,
             notes=(f"`option sizes = floor` floors as PyTorch does: the last input "
                    f"{edges} {verb} outside every window, so whatever the layers before "
@@ -183,7 +174,8 @@ def _even_same(spec):
         sides = ", ".join(f"{axis} {t // 2} before and {t - t // 2} after"
                           for axis, t in zip(("rows", "columns"), totals) if t % 2)
         yield warning(
-            "W0302", f"{_name(node)} has an even kernel with `padding=same`", node.span,
+            "W0302", f"{describe(node)} has an even kernel with `padding=same`",
+            node.span,
             label=f"a {kernel} kernel pads {sides}",
             notes=("each output is centred half a pixel below and right of its input "
                    "pixel, and the shift adds up layer after layer; PyTorch also has "
@@ -212,7 +204,7 @@ def _fully_connected(spec):
     reader, (c, h, w) = flattened[0]
     notes = [f"{len(linear)} linear layer{'s' if len(linear) > 1 else ''} hold "
              f"{held:,} of the {total:,} parameters; the largest holds {facts.params:,}",
-             f"{_name(reader)} reads a {c}x{h}x{w} map flattened to {c * h * w:,} "
+             f"{describe(reader)} reads a {c}x{h}x{w} map flattened to {c * h * w:,} "
              f"values: each of its {reader.op.out_features:,} outputs has "
              f"{c * h * w:,} weights"]
     help = ("pool globally before the classifier (`avgpool global`, `flatten`, one "
@@ -230,9 +222,8 @@ def _fully_connected(spec):
 
 def _before_flatten(spec, node):
     """The shape that a `flatten` before `node` flattened (through dropout)."""
-    current = spec.graph.nodes[node.inputs[0]]
-    while current.op.op in ("dropout", "identity") and current.inputs:
-        current = spec.graph.nodes[current.inputs[0]]
+    nodes = spec.graph.nodes
+    current = _back_through(nodes, nodes[node.inputs[0]], {"dropout", "identity"})
     if current.op.op != "flatten":
         return None
     return spec.table[current.inputs[0]].shape
@@ -306,7 +297,7 @@ def _squashed_output(spec):
         head = "" if output.name == "main" else f" of the auxiliary head `{output.name}`"
         yield warning(
             "W0403", f"`{kind}` after the final classifier{head}", node.span,
-            label=f"the scores of {_name(scores)} pass through {kind}",
+            label=f"the scores of {describe(scores)} pass through {kind}",
             notes=("the training loss (CrossEntropyLoss) expects logits, the raw "
                    "scores of the last linear or conv layer; " + why,) + _where(node),
             help=f"remove the {kind}; take the softmax of the scores when you need "
@@ -333,7 +324,7 @@ def _bias_before_batchnorm(spec):
             continue
         channels = spec.table[source.id].shape[0]
         yield warning(
-            "W0404", f"{_name(source)} has a bias that the batchnorm after it cancels",
+            "W0404", f"{describe(source)} has a bias that the batchnorm after it cancels",
             source.span,
             label=f"bias=true (the default): {channels:,} parameters that learn nothing",
             notes=(f"the batchnorm `{node.name}` subtracts each channel's mean over "

@@ -27,6 +27,7 @@ from typing import NamedTuple
 from pydantic import BaseModel, ConfigDict
 
 from .ir import ancestors, in_place_nodes
+from .summary import block_groups, human_bytes
 
 # Buffers of per-parameter state each optimizer keeps (fp32, one per trainable weight).
 OPTIMIZER_BUFFERS = {"sgd": 0, "sgd_momentum": 1, "adam": 2}
@@ -345,15 +346,10 @@ def parse_size(text: str) -> int:
 def collapse(spec, memory: TrainMemory, depth: int) -> list[LayerMemory]:
     """One row per block instance nested `depth` deep (as `summary --depth`): the
     saved bytes of its layers summed, the block's name as the op."""
-    from .ir import block_at
-
     nodes = {node.name: node for node in spec.graph.nodes}
-    groups: dict[str, tuple[str | None, list[LayerMemory]]] = {}
-    for layer in memory.layers:
-        path, block = block_at(nodes[layer.name], depth) or (layer.name, None)
-        groups.setdefault(path, (block, []))[1].append(layer)
     rows = []
-    for path, (block, members) in groups.items():
+    for path, block, members in block_groups(
+            ((nodes[layer.name], layer) for layer in memory.layers), depth):
         if block is None:
             rows.extend(members)
         else:
@@ -367,8 +363,6 @@ def table(memory: TrainMemory, layers: list[LayerMemory] | None = None):
     """The saved activations per layer (layers that keep nothing left out), as a rich
     Table."""
     from rich.table import Table
-
-    from .summary import human_bytes
 
     rows = [layer for layer in (memory.layers if layers is None else layers)
             if layer.saved_bytes]
@@ -389,8 +383,6 @@ def table(memory: TrainMemory, layers: list[LayerMemory] | None = None):
 
 def totals(memory: TrainMemory) -> str:
     """The lines printed under the table: each part, the total, and what fits."""
-    from .summary import human_bytes
-
     precision = f"AMP {memory.amp}" if memory.amp else "fp32"
     buffers = OPTIMIZER_BUFFERS[memory.optimizer]
     lines = [f"Training memory, batch {memory.batch}, {memory.optimizer}, {precision} "

@@ -202,10 +202,7 @@ def dot_for(spec, drawn: list[Item], rankdir: str = "TB", shapes: bool = True,
     """The nodes, clusters and edges of the given `items` as a Digraph (no legend),
     and whether any edge is a skip connection. `to_dot` draws `items(spec, depth)`;
     the explorer draws its own selections, with blocks open along one path."""
-    if rankdir not in ("TB", "LR"):
-        raise ValueError(f"rankdir must be TB or LR, not {rankdir!r}")
-    if theme not in THEMES:
-        raise ValueError(f"theme must be one of {', '.join(THEMES)}, not {theme!r}")
+    check_options(rankdir, theme)
     colours = THEMES[theme]
     by_key = {item.key: item for item in drawn}
     dot = graphviz.Digraph(spec.name, graph_attr=_graph_attrs(rankdir, colours),
@@ -216,6 +213,14 @@ def dot_for(spec, drawn: list[Item], rankdir: str = "TB", shapes: bool = True,
     for tail, head, attrs in edges:
         dot.edge(tail, head, **attrs)
     return dot, any(attrs.get("weight") == "0" for _, _, attrs in edges)
+
+
+def check_options(rankdir: str, theme: str) -> None:
+    """ValueError unless `rankdir` is TB or LR and `theme` one of THEMES."""
+    if rankdir not in ("TB", "LR"):
+        raise ValueError(f"rankdir must be TB or LR, not {rankdir!r}")
+    if theme not in THEMES:
+        raise ValueError(f"theme must be one of {', '.join(THEMES)}, not {theme!r}")
 
 
 def _graph_attrs(rankdir: str, colours: dict) -> dict:
@@ -321,7 +326,7 @@ def _block_label(spec, item: Item, parent: str, colours: dict) -> str:
     macs = sum(spec.table[n.id].macs for n in item.members)
     times = f"<b> ×{item.count}</b>" if item.count > 1 else ""
     costs = " · ".join(part for part in (
-        f"{_short(params)} params" if params else "", f"{_short(macs)} MACs" if macs else "")
+        f"{short(params)} params" if params else "", f"{short(macs)} MACs" if macs else "")
         if part)
     lines = [f"<b>{_esc(name)}</b>  {_esc(item.block)}{times}",
              f"{shape_text(facts.shape)}"]
@@ -349,7 +354,8 @@ def _display(path: str, parent: str) -> str:
     return relative
 
 
-def _short(number: int) -> str:
+def short(number: int) -> str:
+    """1_234_567 -> '1.23M', as node labels and the explorer panel show it."""
     return human(number).replace(" ", "")
 
 
@@ -419,7 +425,7 @@ def _legend(spec, drawn: list[Item], skips: bool, colours: dict) -> str:
     if any(item.count > 1 for item in drawn):
         extras.append('<td><font point-size="9">×N  repeated block</font></td>')
     title = (f"<b>{_esc(spec.name)}</b>   input {shape_text(spec.input_shape)} · "
-             f"{_short(spec.params)} params · {_short(spec.macs)} MACs")
+             f"{short(spec.params)} params · {short(spec.macs)} MACs")
     span = len(order) + len(extras)
     return (f'<<table border="0" cellspacing="3" cellpadding="3">'
             f'<tr><td colspan="{span}" align="left">{title}</td></tr>'
@@ -460,8 +466,7 @@ def svg(spec, **options) -> str:
 def output_format(out_path) -> str:
     """`svg`, `png`, `pdf`, `dot` or `html` from the file name; RenderError otherwise."""
     fmt = Path(out_path).suffix.lower().lstrip(".")
-    if fmt in ("gv", "htm"):
-        fmt = {"gv": "dot", "htm": "html"}[fmt]
+    fmt = {"gv": "dot", "htm": "html"}.get(fmt, fmt)
     if fmt not in FORMATS:
         raise RenderError(f"cannot tell the diagram format from {str(out_path)!r}: "
                           f"name it .svg, .png, .pdf, .dot or .html (the interactive "

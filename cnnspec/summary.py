@@ -66,12 +66,9 @@ def collapse(spec, summary: Summary, depth: int) -> Summary:
     A merged row sums params and MACs, keeps the block's last output shape and the
     largest receptive field, and names the block (`inception`, `bottleneck`) as its op.
     """
-    groups: dict[str, tuple[str | None, list[LayerSummary]]] = {}
-    for node, layer in zip(spec.graph.nodes[1:], summary.layers):
-        path, block = block_at(node, depth) or (layer.name, None)
-        groups.setdefault(path, (block, []))[1].append(layer)
     rows = []
-    for path, (block, members) in groups.items():
+    for path, block, members in block_groups(
+            zip(spec.graph.nodes[1:], summary.layers), depth):
         if block is None:
             rows.extend(members)
             continue
@@ -86,6 +83,17 @@ def collapse(spec, summary: Summary, depth: int) -> Summary:
             training_only=all(m.training_only for m in members),
             frozen=all(m.frozen for m in members)))
     return summary.model_copy(update={"layers": rows})
+
+
+def block_groups(pairs, depth: int) -> list[tuple[str, str | None, list]]:
+    """`(node, row)` pairs -> `(path, block, rows)` in order: the rows of each block
+    instance nested `depth` deep together; a layer outside any is its own group, with
+    block None. The grouping of `collapse` here and in `memory.collapse`."""
+    groups: dict[str, tuple[str | None, list]] = {}
+    for node, row in pairs:
+        path, block = block_at(node, depth) or (node.name, None)
+        groups.setdefault(path, (block, []))[1].append(row)
+    return [(path, block, rows) for path, (block, rows) in groups.items()]
 
 
 def rf_text(receptive_field, whole: bool = False) -> str:

@@ -36,10 +36,9 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-
 from .. import __version__
 from ..check import shape_text
-from ..render import BLOCK, FAMILIES, THEMES, dot_for, family, pipe
+from ..render import BLOCK, FAMILIES, THEMES, check_options, dot_for, family, pipe
 from ..summary import human, human_bytes
 from . import facts as facts_module
 from .views import View, locate, plan
@@ -52,10 +51,7 @@ ACCENT = {"light": "#0969da", "dark": "#4493f8"}
 def explorer_html(spec, depth: int | None = 1, *, rankdir: str = "TB",
                   shapes: bool = True, theme: str = "light") -> str:
     """The explorer page; `depth=None` starts with every layer drawn (nothing to open)."""
-    if rankdir not in ("TB", "LR"):
-        raise ValueError(f"rankdir must be TB or LR, not {rankdir!r}")
-    if theme not in THEMES:
-        raise ValueError(f"theme must be one of {', '.join(THEMES)}, not {theme!r}")
+    check_options(rankdir, theme)
     views = plan(spec, depth)
     svgs = _lay_out(spec, views, rankdir, shapes, theme)
     data = _data(spec, views, depth)
@@ -118,9 +114,10 @@ def _data(spec, views: list[View], depth: int | None) -> dict:
         nodes = {}
         for item in view.drawn:
             key = item.key
-            if item.count > 1:
-                key, known_record = facts_module.folded(spec, item, known)
-                known.setdefault(key, known_record)
+            if item.count > 1:  # the same run is folded in many views: sum it once
+                key = facts_module.folded_key(item)
+                if key not in known:
+                    known[key] = facts_module.folded(spec, item, known)
             opens = item.key if item.block is not None and item.key in by_key else None
             nodes[item.key] = {"facts": key, "opens": opens}
         view_data[view.key] = {"parent": view.parent, "chain": view.chain,

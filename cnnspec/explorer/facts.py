@@ -3,8 +3,8 @@
 Takes: a checked `Spec` (and, for `xN` nodes, the drawn `render.Item`s).
 Returns: `records(spec)` -> name -> a JSON-ready dict: op, output shape, input
 shapes (with the layers they come from), parameters, MACs, activation memory,
-receptive field and the source line. `folded(spec, item, records)` adds the record
-of a node that stands for N identical block instances.
+receptive field and the source line. `folded(spec, item, records)` is the record
+(under `folded_key(item)`) of a node that stands for N identical block instances.
 
 Numbers come from the checker's side table through `summary.summarize` and
 `summary.collapse`, the rows `summary --depth N` prints: a block sums its layers'
@@ -17,7 +17,8 @@ from __future__ import annotations
 import re
 
 from ..check import shape_text
-from ..summary import LayerSummary, collapse, human, human_bytes, rf_text, summarize
+from ..render import short
+from ..summary import LayerSummary, collapse, human_bytes, rf_text, summarize
 
 
 def records(spec) -> dict[str, dict]:
@@ -37,26 +38,26 @@ def records(spec) -> dict[str, dict]:
     return found
 
 
-def folded(spec, item, known: dict[str, dict]) -> tuple[str, dict]:
-    """The key and record of an `xN` node: its instances' sums, the first one's
-    input and source, the last one's output, the widest receptive field."""
+def folded_key(item) -> str:
+    """The facts key of an `xN` node: its first and last instance."""
+    return f"{item.key}…{item.last_key}"
+
+
+def folded(spec, item, known: dict[str, dict]) -> dict:
+    """The record of an `xN` node: its instances' sums, the first one's input and
+    source, the last one's output, the widest receptive field."""
     instances = _instance_paths(item)
     rows = [known[path] for path in instances]
-    params = sum(row["params"] for row in rows)
-    macs = sum(row["macs"] for row in rows)
-    memory = sum(row["activation_bytes"] for row in rows)
     facts = [spec.table[node.id] for node in item.members]
-    widest = (max(f.receptive_field[0] for f in facts),
-              max(f.receptive_field[1] for f in facts))
-    record = {
+    return {
         **rows[0], "name": f"{item.key} … {item.last_key}", "kind": "repeat",
         "op": f"{item.block} ×{item.count}", "out": rows[-1]["out"],
-        "params": params, "params_text": f"{params:,}", "params_short": _short(params),
-        "macs": macs, "macs_text": f"{macs:,}", "macs_short": _short(macs),
-        "activation_bytes": memory, "activation_text": human_bytes(memory),
-        "rf": rf_text(widest, any(f.whole for f in facts)),
+        **_figures(sum(row["params"] for row in rows), sum(row["macs"] for row in rows),
+                   sum(row["activation_bytes"] for row in rows)),
+        "rf": rf_text((max(f.receptive_field[0] for f in facts),
+                       max(f.receptive_field[1] for f in facts)),
+                      any(f.whole for f in facts)),
         "layers": sum(row["layers"] for row in rows), "instances": instances}
-    return f"{item.key}…{item.last_key}", record
 
 
 def _instance_paths(item) -> list[str]:
@@ -91,11 +92,7 @@ def _record(spec, row: LayerSummary, kind: str, nodes: list, span) -> dict:
         "out": shape_text(tuple(row.output_shape)),
         "in": [{"shape": shape_text(spec.table[i].shape),
                 "from": spec.graph.nodes[i].name} for i in sources],
-        "params": row.params, "params_text": f"{row.params:,}",
-        "params_short": _short(row.params),
-        "macs": row.macs, "macs_text": f"{row.macs:,}", "macs_short": _short(row.macs),
-        "activation_bytes": row.activation_bytes,
-        "activation_text": human_bytes(row.activation_bytes),
+        **_figures(row.params, row.macs, row.activation_bytes),
         "rf": rf_text(row.receptive_field, row.receptive_field_global),
         "layers": len(nodes), "training_only": row.training_only, "frozen": row.frozen,
         "source": _source(span)}
@@ -118,5 +115,10 @@ def _source(span) -> dict | None:
     return {"file": span.file, "line": span.line, "text": text}
 
 
-def _short(number: int) -> str:
-    return human(number).replace(" ", "")
+def _figures(params: int, macs: int, activation_bytes: int) -> dict:
+    """Parameters, MACs and activation memory as the panel shows them."""
+    return {"params": params, "params_text": f"{params:,}",
+            "params_short": short(params),
+            "macs": macs, "macs_text": f"{macs:,}", "macs_short": short(macs),
+            "activation_bytes": activation_bytes,
+            "activation_text": human_bytes(activation_bytes)}
