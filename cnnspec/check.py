@@ -51,7 +51,7 @@ def shape_text(shape: tuple[int, ...]) -> str:
 # ---------------------------------------------------------------- spatial arithmetic
 
 
-class _Arithmetic(NamedTuple):
+class WindowArithmetic(NamedTuple):
     """One axis of a sliding window, before any rounding."""
 
     span: int  # the dilated kernel: dilation * (kernel - 1) + 1
@@ -61,21 +61,23 @@ class _Arithmetic(NamedTuple):
     equation: str  # `(25 - 2 + 2*0) / 2 + 1 = 12.5`, as diagnostics show it
 
 
-def _arithmetic(size: int, kernel: int, stride: int, padding: int,
-                dilation: int) -> _Arithmetic:
+def window_arithmetic(size: int, kernel: int, stride: int, padding: int,
+                      dilation: int) -> WindowArithmetic:
+    """A sliding window's numbers along one axis, without checks (`_window` checks),
+    shared with explain's formulas and lint's W0301."""
     span = dilation * (kernel - 1) + 1
     padded = size + 2 * padding
-    return _Arithmetic(span, padded, (padded - span) % stride,
-                       (padded - span) // stride + 1,
-                       f"({size} - {span} + 2*{padding}) / {stride} + 1 = "
-                       f"{(padded - span) / stride + 1:g}")
+    return WindowArithmetic(span, padded, (padded - span) % stride,
+                            (padded - span) // stride + 1,
+                            f"({size} - {span} + 2*{padding}) / {stride} + 1 = "
+                            f"{(padded - span) / stride + 1:g}")
 
 
 def _window(size: int, kernel: int, stride: int, padding: int, dilation: int, *,
             ceil_mode: bool, sizes: str, axis: str, window: str) -> int:
     """Output length of a sliding window, as PyTorch computes it, with our checks."""
-    span, padded, leftover, floor, equation = _arithmetic(size, kernel, stride,
-                                                          padding, dilation)
+    span, padded, leftover, floor, equation = window_arithmetic(size, kernel, stride,
+                                                                padding, dilation)
     # In ceil mode PyTorch also takes one last window that overhangs the padded input.
     reach = padded + (stride - 1 if ceil_mode else 0)
     if reach < span:
@@ -108,7 +110,7 @@ def _fit_help(size, span, stride, padding, leftover) -> str:
     return help + "; `option sizes = floor` floors like PyTorch"
 
 
-def _window_settings(op) -> tuple:
+def window_settings(op) -> tuple:
     """kernel_size, stride, padding, dilation of a conv or pool (a pool's stride is
     its kernel unless given; a pool without dilation has 1)."""
     stride = op.effective_stride if isinstance(op, O._Pool) else op.stride
@@ -231,7 +233,7 @@ def _dwconv(op: O.DepthwiseConv, ins, sizes):
 def _pool(op, ins, sizes):
     (x,) = ins
     _needs_rank(x, 3, op.op)
-    kernel, stride, padding, dilation = _window_settings(op)
+    kernel, stride, padding, dilation = window_settings(op)
     for k, p in zip(kernel, padding):
         if p > k // 2:
             raise ShapeProblem("E0308", f"{op.op} padding {p} is more than half the "
@@ -249,13 +251,13 @@ def _adaptive(op: O.AdaptivePool, ins, sizes):
     _needs_rank(x, 3, op.op)
     c, h, w = x.shape
     oh, ow = op.output_size
-    rf = (_whole(x.receptive_field[0] + (_widest_bin(h, oh) - 1) * x.jump[0]),
-          _whole(x.receptive_field[1] + (_widest_bin(w, ow) - 1) * x.jump[1]))
+    rf = (_whole(x.receptive_field[0] + (widest_bin(h, oh) - 1) * x.jump[0]),
+          _whole(x.receptive_field[1] + (widest_bin(w, ow) - 1) * x.jump[1]))
     jump = (x.jump[0] * max(h // oh, 1), x.jump[1] * max(w // ow, 1))
     return Facts((c, oh, ow), 0, 0, rf, jump, whole=(oh, ow) == (1, 1))
 
 
-def _widest_bin(size: int, out: int) -> int:
+def widest_bin(size: int, out: int) -> int:
     """The most inputs one output of an adaptive pool sees: PyTorch's bin i spans
     [floor(i * size / out), ceil((i + 1) * size / out)), which for uneven bins can be
     one wider than ceil(size / out) (5 -> 3: the middle bin is [1, 4))."""
@@ -555,9 +557,9 @@ def _rounded_down(op, in_shape) -> str:
     if not isinstance(op, (O.Conv, O.DepthwiseConv, O.MaxPool, O.AvgPool)) \
             or len(in_shape) != 3 or op.padding == "same" or getattr(op, "ceil_mode", 0):
         return ""
-    for size, k, s, p, d, axis in zip(in_shape[1:], *_window_settings(op),
+    for size, k, s, p, d, axis in zip(in_shape[1:], *window_settings(op),
                                       ("height", "width")):
-        arithmetic = _arithmetic(size, k, s, p, d)
+        arithmetic = window_arithmetic(size, k, s, p, d)
         if arithmetic.leftover:
             return f"the {axis} {arithmetic.equation} down to {arithmetic.floor}"
     return ""

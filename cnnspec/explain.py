@@ -34,8 +34,7 @@ from .explain_model import (
     rounded,
     value_text,
 )
-from .ir import block_at
-from .summary import human_bytes
+from .summary import block_groups, human_bytes
 
 __all__ = ["LIMIT", "SHAPE_KEYS", "Explanation", "Quantity", "Record", "Share",
            "UnknownLayer", "evaluate", "explain", "human_bytes", "number", "rounded",
@@ -86,12 +85,8 @@ def _collapsed(spec, nodes, layers: dict, depth: int | None) -> list[Record]:
     if depth is None:
         return [layers[n.id] for n in nodes]
     size = spec.graph.options.bytes_per_element
-    groups: dict[str, tuple[str | None, list[Record]]] = {}
-    for node in nodes:
-        path, block = block_at(node, depth) or (node.name, None)
-        groups.setdefault(path, (block, []))[1].append(layers[node.id])
     records = []
-    for path, (block, members) in groups.items():
+    for path, block, members in block_groups(((n, layers[n.id]) for n in nodes), depth):
         if block is None:
             records.extend(members)
         else:

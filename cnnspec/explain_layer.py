@@ -10,7 +10,7 @@ receptive field and the jump. Imports neither torch nor rich.
 from __future__ import annotations
 
 from . import ops as O
-from .check import _arithmetic, _widest_bin, _window_settings
+from .check import window_arithmetic, widest_bin, window_settings
 from .explain_model import Quantity, Record, bytes_quantity, evaluate, number
 
 
@@ -21,7 +21,7 @@ def _span_text(k: int, d: int) -> str:
 def _window_size(size, k, s, p, d, ceil_mode, out) -> tuple[str, str, str]:
     """(formula, rule, note) of a sliding window's output length `out` (the
     checker's), with check._window's arithmetic."""
-    arithmetic = _arithmetic(size, k, s, p, d)
+    arithmetic = window_arithmetic(size, k, s, p, d)
     exact = (arithmetic.padded - arithmetic.span) / s + 1
     base = f"({size} - {_span_text(k, d)} + 2*{p})"
     symbol = "k" if d == 1 else "(d*(k-1)+1)"
@@ -88,7 +88,7 @@ class _Layer:
                              "padding=same keeps the size (stride 1; PyTorch pads "
                              "d*(k-1) in all)")
                 return
-            kernel, stride, padding, dilation = _window_settings(op)
+            kernel, stride, padding, dilation = window_settings(op)
             for i, key in ((0, "height"), (1, "width")):
                 formula, rule, note = _window_size(
                     x.shape[1 + i], kernel[i], stride[i], padding[i], dilation[i],
@@ -243,7 +243,7 @@ class _Layer:
             return [(("1", "", ""), ("1", "", ""))] * 2
         rfs, jumps = x.receptive_field, x.jump
         if isinstance(op, (O.Conv, O.DepthwiseConv, O._Pool)) and len(x.shape) == 3:
-            kernel, stride, _, dilation = _window_settings(op)
+            kernel, stride, _, dilation = window_settings(op)
             result = []
             for a in (0, 1):
                 k, s, d, r, j = kernel[a], stride[a], dilation[a], rfs[a], jumps[a]
@@ -256,7 +256,7 @@ class _Layer:
             result = []
             for a in (0, 1):
                 size, out, r, j = x.shape[1 + a], op.output_size[a], rfs[a], jumps[a]
-                b = _widest_bin(size, out)
+                b = widest_bin(size, out)
                 rf = _field_text(r, f"({b}-1)*{number(j)}", j)
                 jump = f"{number(j)}*({size}//{out})" if size >= out else f"{number(j)}*1"
                 result.append(((rf, "rf_in + (widest bin - 1)*j_in",

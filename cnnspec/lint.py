@@ -21,7 +21,7 @@ here imports torch.
 from __future__ import annotations
 
 from . import ops as O
-from .check import _arithmetic, _window_settings, describe
+from .check import describe, window_arithmetic, window_settings
 from .check import _where as _block_notes
 from .diagnostics import Diagnostic, Span
 from .ir import user_counts
@@ -129,8 +129,8 @@ def _strided_floor(spec):
             continue
         lost = []  # (axis, edge, arithmetic, fix)
         for size, k, s, p, d, axis, edge in zip(
-                shape[1:], *_window_settings(op), ("height", "width"), ("row", "column")):
-            window = _arithmetic(size, k, s, p, d)
+                shape[1:], *window_settings(op), ("height", "width"), ("row", "column")):
+            window = window_arithmetic(size, k, s, p, d)
             span, leftover = window.span, window.leftover
             unseen = leftover - p  # trailing input pixels that no window covers
             if unseen <= max(0, s - span):  # a stride wider than the window skips
