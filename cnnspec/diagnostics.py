@@ -72,6 +72,7 @@ class Diagnostic(NamedTuple):
     help: str = ""
     notes: tuple[str, ...] = ()
     severity: str = "error"  # or "warning"
+    suggestion: str | None = None  # the word a "did you mean" help names (quick fixes)
 
     def render(self) -> str:
         lines = [f"{self.severity}[{self.code}]: {self.message}"]
@@ -127,12 +128,26 @@ class SpecError(Exception):
 def error(code: str, message: str, span: Span | None, label: str = "", help: str = "",
           notes: tuple[str, ...] = ()) -> SpecError:
     """Build a one-diagnostic SpecError (callers `raise error(...)`)."""
-    return SpecError(Diagnostic(code, message, span, label, help, tuple(notes)))
+    return SpecError(Diagnostic(code, message, span, label, help, tuple(notes),
+                                suggestion=getattr(help, "word", None)))
+
+
+class Suggestion(str):
+    """A "did you mean `word`?" help line that remembers its word, so that the
+    diagnostic built with it carries the word (editors offer it as a quick fix)."""
+
+    word: str
+
+    def __new__(cls, word: str):
+        line = super().__new__(cls, f"did you mean `{word}`?")
+        line.word = word
+        return line
 
 
 def did_you_mean(word: str, candidates) -> str:
-    """A help line naming the closest known word, or "" when nothing is close."""
+    """A help line naming the closest known word (a `Suggestion`), or "" when nothing
+    is close."""
     import difflib
 
     close = difflib.get_close_matches(word, sorted(candidates), n=1, cutoff=0.6)
-    return f"did you mean `{close[0]}`?" if close else ""
+    return Suggestion(close[0]) if close else ""

@@ -215,7 +215,7 @@ def _problem(found, text: str, path: str | None, imports) -> Problem:
         where = Range(0, 0, 0, 0)
     elif same_file(span.file, path):
         where = span_range(span)
-        fix = _suggested_fix(found.help, where, text)
+        fix = _suggested_fix(found.suggestion, where, text)
     else:  # inside an imported block: point at the call (or import) that leads there
         lines.append(f"at {span}")
         related = (Related(span.file, span_range(span), found.label or found.message,
@@ -225,18 +225,15 @@ def _problem(found, text: str, path: str | None, imports) -> Problem:
     return Problem(where, severity, found.code, "\n".join(lines), related, fix)
 
 
-_SUGGESTION = re.compile(r"did you mean `([A-Za-z_][\w.]*)`\?")
 _WORD = re.compile(r"[A-Za-z_]\w*")
 
 
-def _suggested_fix(help: str, where: Range, text: str) -> Fix | None:
-    """The word a "did you mean `X`?" help would replace: in the diagnostic's range
-    (`strid=2`, `in.chanels`, `rleu`), the identifier closest to X, as difflib
-    judged it when it chose X."""
-    match = _SUGGESTION.search(help or "")
-    if match is None or where.start_line != where.end_line:
+def _suggested_fix(suggestion: str | None, where: Range, text: str) -> Fix | None:
+    """The word a diagnostic's suggestion would replace: in its range (`strid=2`,
+    `in.chanels`, `rleu`), the identifier closest to the suggestion, as difflib
+    judged it when it chose the suggestion."""
+    if suggestion is None or where.start_line != where.end_line:
         return None
-    suggestion = match.group(1)
     line = text.split("\n")[where.start_line]
     words = [w for w in _WORD.finditer(line, where.start_character, where.end_character)
              if w.group() != suggestion]
