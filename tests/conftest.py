@@ -1,4 +1,7 @@
+import ast
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -24,6 +27,21 @@ block fractal(c, columns) {
 @pytest.fixture
 def spec_path():
     return lambda name: SPECS / f"{name}.cnn"
+
+
+def modules_imported_by(args: list[str], modules: tuple[str, ...]) -> list[str]:
+    """Which of `modules` `cnnspec ARGS` imports, run in a fresh interpreter (the
+    commands that only read a spec must start without the heavy backends)."""
+    probe = ("import sys, runpy; sys.argv = ['cnnspec'] + %r\n"
+             "try:\n    runpy.run_module('cnnspec', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print(sorted(m for m in %r if m in sys.modules))") % (
+                 [str(a) for a in args], tuple(modules))
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         timeout=60)
+    lines = run.stdout.strip().splitlines()
+    assert lines, run.stderr
+    return ast.literal_eval(lines[-1])
 
 
 def _write_image_folder(root: Path, classes: int = 2, per_class: int = 4,

@@ -4,7 +4,7 @@ import json
 import subprocess
 import sys
 
-from conftest import SPECS
+from conftest import SPECS, modules_imported_by
 
 
 def cnnspec(*args):
@@ -62,14 +62,8 @@ def test_unknown_parameter_is_a_spec_error():
 
 def test_check_imports_no_heavy_backend():
     """`cnnspec check` must start fast: no torch, networkx, graphviz or rich."""
-    probe = ("import sys, runpy; sys.argv = ['cnnspec', 'check', %r]\n"
-             "try:\n    runpy.run_module('cnnspec', run_name='__main__')\n"
-             "except SystemExit:\n    pass\n"
-             "print(sorted(m for m in ('torch', 'networkx', 'graphviz', 'rich') "
-             "if m in sys.modules))") % str(SPECS / "resnet50.cnn")
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=60)
-    assert run.stdout.strip() == "[]", run.stdout + run.stderr
+    assert modules_imported_by(["check", SPECS / "resnet50.cnn"],
+                               ("torch", "networkx", "graphviz", "rich")) == []
 
 
 def test_depth_rows_are_block_instances_like_the_diagram():

@@ -10,7 +10,7 @@ import pytest
 
 import cnnspec
 from cnnspec.lint import CODES, lint
-from conftest import ROOT, SPECS
+from conftest import ROOT, SPECS, modules_imported_by
 
 
 def cli(*args):
@@ -178,11 +178,5 @@ def test_cli_exit_status_and_streams(tmp_path):
 
 
 def test_lint_imports_no_torch():
-    probe = ("import sys, runpy; sys.argv = ['cnnspec', 'lint', %r]\n"
-             "try:\n    runpy.run_module('cnnspec', run_name='__main__')\n"
-             "except SystemExit:\n    pass\n"
-             "print(sorted(m for m in ('torch', 'torchvision', 'matplotlib') "
-             "if m in sys.modules))") % str(SPECS / "densenet121.cnn")
-    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
-                         timeout=60)
-    assert run.stdout.strip().splitlines()[-1] == "[]", run.stdout + run.stderr
+    assert modules_imported_by(["lint", SPECS / "densenet121.cnn"],
+                               ("torch", "torchvision", "matplotlib")) == []
