@@ -64,11 +64,6 @@ def resnet50():
     return spec, page, page_data(page), unpack_views(page)
 
 
-def test_inception_numbers_are_the_papers():
-    assert INCEPTION_4A == 364_512
-    assert 3 * 3 * 256 * 256 == 589_824
-
-
 # ---------------------------------------------------------------- self-contained
 
 
