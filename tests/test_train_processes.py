@@ -88,17 +88,36 @@ def _model(run):
     return torch.load(run / "last.ckpt", weights_only=True)["model"]
 
 
-@pytest.fixture
-def noisy_spec(tmp_path):
-    path = tmp_path / "noisy.cnn"
+@pytest.fixture(scope="module")
+def noisy_spec(tmp_path_factory):
+    path = tmp_path_factory.mktemp("spec") / "noisy.cnn"
     path.write_text(NOISY)
     return path
 
 
-def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(tmp_path, noisy_spec):
-    whole, killed = tmp_path / "whole", tmp_path / "killed"
-    done = _cnnspec("train", noisy_spec, "--data", "digits", "--out", whole)
+@pytest.fixture(scope="module")
+def whole_run(tmp_path_factory, noisy_spec):
+    """The uninterrupted run that interrupted and resumed runs must equal."""
+    run = tmp_path_factory.mktemp("whole") / "run"
+    done = _cnnspec("train", noisy_spec, "--data", "digits", "--out", run)
     assert done.returncode == 0, done.stderr
+    return run
+
+
+def _assert_same_run(expected_run, run):
+    expected, got = _model(expected_run), _model(run)
+    assert expected.keys() == got.keys()
+    for name in expected:
+        assert torch.equal(expected[name], got[name]), name
+    rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
+    assert [r["val_loss"] for r in rows] == [json.loads(line)["val_loss"] for line in
+                                             (expected_run / "metrics.jsonl").read_text()
+                                             .splitlines()]
+
+
+def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(tmp_path, noisy_spec, whole_run):
+    killed = tmp_path / "killed"
     process = _start("train", noisy_spec, "--data", "digits", "--out", killed)
     _wait_for_epochs(process, killed, 2)
     time.sleep(0.05)  # into epoch 3
@@ -108,14 +127,30 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_equal(tmp_path, noisy_spec):
     resumed = _cnnspec("train", noisy_spec, "--resume", killed)
     assert resumed.returncode == 0, resumed.stderr
     assert "resuming after epoch" in resumed.stdout
-    expected, got = _model(whole), _model(killed)
-    assert expected.keys() == got.keys()
-    for name in expected:
-        assert torch.equal(expected[name], got[name]), name
-    rows = [json.loads(line) for line in (killed / "metrics.jsonl").read_text().splitlines()]
-    assert [r["epoch"] for r in rows] == [1, 2, 3, 4, 5, 6]
-    assert [r["val_loss"] for r in rows] == [
-        json.loads(line)["val_loss"] for line in (whole / "metrics.jsonl").read_text().splitlines()]
+    _assert_same_run(whole_run, killed)
+
+
+def test_ctrl_c_in_the_first_epoch_keeps_the_start_and_resumes_exactly(tmp_path, noisy_spec,
+                                                                      whole_run):
+    run = tmp_path / "run"
+    process = _start("train", noisy_spec, "--data", "digits", "--out", run)
+    deadline = time.monotonic() + 120
+    while not (run / "last.ckpt").exists():  # the starting state, written atomically
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+    process.send_signal(signal.SIGINT)
+    out, err = process.communicate(timeout=60)
+    assert process.returncode == 130
+    assert "Traceback" not in err
+    assert "the starting state is saved" in err
+    assert f"cnnspec train {noisy_spec} --resume {run}" in err
+    state = torch.load(run / "last.ckpt", weights_only=True)
+    assert state["epoch"] == 0 and state["history"] == []
+    resumed = _cnnspec("train", noisy_spec, "--resume", run)
+    assert resumed.returncode == 0, resumed.stderr
+    assert "resuming after epoch 0" in resumed.stdout
+    _assert_same_run(whole_run, run)
 
 
 def test_ctrl_c_keeps_the_finished_epochs_and_says_how_to_resume(tmp_path, noisy_spec):

@@ -64,13 +64,10 @@ def _train_run(args, parser: argparse.ArgumentParser, argv: list[str]) -> int:
                        reporter=Reporter(sys.stderr if args.json else sys.stdout),
                        command=" ".join(["cnnspec"] + argv), **options)
     except Interrupted as stop:
-        if stop.saved == 0:
-            print("\ninterrupted during the first epoch; nothing was saved",
-                  file=sys.stderr)
-        else:
-            print(f"\ninterrupted; epochs 1-{stop.saved} are saved in {stop.run_dir}. "
-                  f"Continue with:\n  cnnspec train {args.file} --resume {stop.run_dir}",
-                  file=sys.stderr)
+        saved = f"epochs 1-{stop.saved} are" if stop.saved else "the starting state is"
+        print(f"\ninterrupted; {saved} saved in {stop.run_dir}. "
+              f"Continue with:\n  cnnspec train {args.file} --resume {stop.run_dir}",
+              file=sys.stderr)
         return 130
     if int(os.environ.get("RANK", "0")) != 0:
         return 0

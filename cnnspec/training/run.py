@@ -41,7 +41,7 @@ IN_MEMORY = "datasets given in Python"
 
 
 class Interrupted(Exception):
-    """Ctrl-C: the checkpoint of epoch `saved` (0: none yet) is on disk."""
+    """Ctrl-C: the checkpoint of epoch `saved` (0: the starting state) is on disk."""
 
     def __init__(self, run_dir: Path, saved: int):
         super().__init__(f"interrupted after saving epoch {saved}")
@@ -296,7 +296,7 @@ class _Run:
         world = f", {self.world.size} processes" if self.world.size > 1 else ""
         note(f"device: {self.world.device}{world}, amp {c.amp}, seed {c.seed}; run "
              f"folder {run_dir}" + (f" (resuming after epoch {resumed_from})"
-                                    if resumed_from else ""))
+                                    if resumed_from is not None else ""))
 
     # -- the run
     def go(self, run_dir: Path, saved: dict | None) -> TrainResult:
@@ -316,11 +316,17 @@ class _Run:
         if saved is not None:
             history, start = self._restore(saved, optimizer, scheduler, scaler, ema)
         self.run_dir, self.history = run_dir, history
+        self.best_state = saved["best"] if saved is not None else None
         if self.world.main:
             self._write_run_file(saved is not None)
             files.write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n"
                                                          for r in history))
         epoch, self.saved = start, start - 1
+        if saved is None and self.world.main:
+            # The starting state is checkpoint 0, so a run stopped in its first epoch
+            # can be resumed too (and ends as if it had never stopped).
+            with files.interrupt_deferred():
+                self._save(0, optimizer, scheduler, scaler, ema)
         try:
             for epoch in range(start, config.epochs + 1):
                 self._epoch(epoch, trainer, train_loader, val_loader, scheduler, ema)
@@ -332,8 +338,9 @@ class _Run:
         except KeyboardInterrupt:
             raise Interrupted(run_dir, self.saved) from None
         except NonFiniteLoss as problem:
-            kept = (f"the checkpoint of epoch {epoch - 1} in {run_dir / files.CHECKPOINT} "
-                    "is kept") if epoch > 1 else "no epoch had finished, nothing was saved"
+            kept = (f"the checkpoint of epoch {epoch - 1}" if epoch > 1 else
+                    "the checkpoint of the starting weights") + \
+                f" in {run_dir / files.CHECKPOINT} is kept"
             raise TrainingError(f"{problem}; training stopped, {kept}. Lower the "
                                 "learning rate (--lr) or clip gradients (--clip-grad 1.0)"
                                 ) from None
@@ -374,7 +381,7 @@ class _Run:
 
     def _save(self, epoch, optimizer, scheduler, scaler, ema) -> None:
         run_dir, best = self.run_dir, self._best()
-        if best["epoch"] == epoch:
+        if best is not None and best["epoch"] == epoch:
             files.save_weights(run_dir / files.WEIGHTS, self.best_state, {
                 "spec": self.spec.name, "spec_hash": files.spec_hash(self.spec),
                 "epoch": str(epoch), "val_top1": f"{best['val_top1']:.6f}"})
@@ -390,7 +397,9 @@ class _Run:
             "rng": files.rng_state()})
         files.write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n"
                                                      for r in self.history))
-        draw_curves(self.history, run_dir / CURVES, f"{self.spec.name} on {self.data_name}")
+        if self.history:
+            draw_curves(self.history, run_dir / CURVES,
+                        f"{self.spec.name} on {self.data_name}")
 
     def _restore(self, saved, optimizer, scheduler, scaler, ema):
         self.plain.load_state_dict(saved["model"])
@@ -403,7 +412,6 @@ class _Run:
             ema.load_state_dict(saved["ema"])
         if json.loads(saved["config"])["optimizer"]["lr"] != self.config.optimizer.lr:
             _set_base_lr(optimizer, scheduler, self.config.optimizer.lr)
-        self.best_state = saved["best"]
         files.set_rng_state(saved["rng"])
         return list(saved["history"]), saved["epoch"] + 1
 
