@@ -4,8 +4,9 @@
 #               (out/googlenet.html), and train specs/lenet5.cnn on
 #               scikit-learn's handwritten digits for 5 epochs (out/lenet5-run)
 #   make test   set up, then run the whole test suite
-#   make mutate mutation testing of check.py, layers.py and torch_backend.py (slow:
-#               about an hour on 2 cores; not part of CI), then the score per module
+#   make mutate mutation testing of the modules that compute, build, generate and
+#               train, by groups (tests/mutation/; slow: hours on 2 cores; not part
+#               of CI), then the outcome per module
 # Setting up makes .venv and, when Graphviz's `dot` is missing, installs it with
 # apt-get (as root, or through sudo); `make test` installs chromium and its driver
 # the same way, for the explorer's browser tests.
@@ -51,10 +52,7 @@ demo: setup
 test: setup browser
 	$(BIN)/python -m pytest -n 2
 
-# One torch thread per mutant process: two processes with two threads each on two
-# cores spend most of their time waiting on each other.
+# Mutation testing by groups of modules (tests/mutation/*.cfg): `make mutate` runs them
+# all, `make mutate GROUPS=core` one of them.
 mutate: setup
-	OMP_NUM_THREADS=1 $(BIN)/mutmut run --max-children 2 || true
-	@$(BIN)/mutmut results --all true | awk -F': ' \
-	  '{ name = $$1; gsub(/^ +/, "", name); sub(/\.[^.]*$$/, "", name); n[name] += 1; s[name ": " $$2] += 1 } \
-	   END { for (k in s) print k, s[k]; for (m in n) print m ": mutants", n[m] }' | sort
+	$(BIN)/python tests/mutation/run.py $(GROUPS)
