@@ -3,6 +3,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -22,6 +23,25 @@ block fractal(c, columns) {
     }
 }
 """
+
+
+@pytest.fixture
+def cli(capsys):
+    """`cnnspec ARGS` through `cli.main` in this process: returncode, stdout, stderr
+    as `subprocess.run` gives them (without seconds spent starting an interpreter,
+    and visible to coverage and mutation testing). An exception escaping `main`
+    fails the test."""
+    from cnnspec.cli import main
+
+    def run(*args):
+        capsys.readouterr()
+        try:
+            status = main([str(arg) for arg in args])
+        except SystemExit as stop:  # argparse's usage errors, --help, --version
+            status = stop.code
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=status, stdout=out, stderr=err)
+    return run
 
 
 @pytest.fixture

@@ -1,4 +1,7 @@
-"""The `cnnspec` command line: summary output, JSON, depth, parameters, exit codes."""
+"""The `cnnspec` command line: summary output, JSON, depth, parameters, exit codes.
+
+Commands run through `cli.main` in this process (the `cli` fixture); one test starts
+the real `python -m cnnspec` entry point."""
 
 import json
 import subprocess
@@ -12,16 +15,22 @@ def cnnspec(*args):
                           capture_output=True, text=True, timeout=60)
 
 
-def test_summary_table_lists_layers_and_totals():
-    run = cnnspec("summary", SPECS / "resnet18.cnn")
+def test_the_entry_point_runs_and_exits_with_the_status():
+    assert cnnspec("summary").returncode == 2
+    run = cnnspec("check", SPECS / "lenet5.cnn")
+    assert (run.returncode, run.stdout, run.stderr) == (0, "", "")  # silent when right
+
+
+def test_summary_table_lists_layers_and_totals(cli):
+    run = cli("summary", SPECS / "resnet18.cnn")
     assert run.returncode == 0, run.stderr
     assert "layer2.0.downsample.0" in run.stdout
     assert "11,689,512" in run.stdout
     assert "1,814,073,344" in run.stdout  # torchvision: 1.81 GFLOPS
 
 
-def test_summary_json_is_the_documented_schema():
-    run = cnnspec("summary", SPECS / "googlenet.cnn", "--json")
+def test_summary_json_is_the_documented_schema(cli):
+    run = cli("summary", SPECS / "googlenet.cnn", "--json")
     data = json.loads(run.stdout)
     assert data["name"] == "googlenet"
     assert data["input_shape"] == [3, 224, 224] and data["output_shape"] == [1000]
@@ -31,31 +40,31 @@ def test_summary_json_is_the_documented_schema():
                           "receptive_field"}
 
 
-def test_set_overrides_network_parameters():
-    run = cnnspec("summary", SPECS / "googlenet.cnn", "--json", "--set", "aux_logits=false",
+def test_set_overrides_network_parameters(cli):
+    run = cli("summary", SPECS / "googlenet.cnn", "--json", "--set", "aux_logits=false",
                   "--set", "classes=10")
     data = json.loads(run.stdout)
     assert data["output_shape"] == [10]
     assert not any(layer["training_only"] for layer in data["layers"])
 
 
-def test_depth_collapses_blocks():
-    run = cnnspec("summary", SPECS / "googlenet.cnn", "--depth", "1")
+def test_depth_collapses_blocks(cli):
+    run = cli("summary", SPECS / "googlenet.cnn", "--depth", "1")
     lines = [line for line in run.stdout.splitlines() if "inception4a" in line]
     assert len(lines) == 1 and "inception " in lines[0] and "512x14x14" in lines[0]
 
 
-def test_usage_errors_exit_2_and_help_works():
-    assert cnnspec("summary").returncode == 2
-    assert cnnspec("summary", SPECS / "resnet18.cnn", "--set", "oops").returncode == 2
-    assert cnnspec("frobnicate", "x.cnn").returncode == 2
-    help_run = cnnspec("--help")
+def test_usage_errors_exit_2_and_help_works(cli):
+    assert cli("summary").returncode == 2
+    assert cli("summary", SPECS / "resnet18.cnn", "--set", "oops").returncode == 2
+    assert cli("frobnicate", "x.cnn").returncode == 2
+    help_run = cli("--help")
     assert help_run.returncode == 0 and "summary" in help_run.stdout
-    assert cnnspec("--version").stdout.startswith("cnnspec ")
+    assert cli("--version").stdout.startswith("cnnspec ")
 
 
-def test_unknown_parameter_is_a_spec_error():
-    run = cnnspec("check", SPECS / "resnet18.cnn", "--set", "clases=10")
+def test_unknown_parameter_is_a_spec_error(cli):
+    run = cli("check", SPECS / "resnet18.cnn", "--set", "clases=10")
     assert run.returncode == 1
     assert "did you mean `classes`?" in run.stderr
 
@@ -66,8 +75,8 @@ def test_check_imports_no_heavy_backend():
                                ("torch", "networkx", "graphviz", "rich")) == []
 
 
-def test_depth_rows_are_block_instances_like_the_diagram():
-    run = cnnspec("summary", SPECS / "densenet121.cnn", "--depth", "1", "--json")
+def test_depth_rows_are_block_instances_like_the_diagram(cli):
+    run = cli("summary", SPECS / "densenet121.cnn", "--depth", "1", "--json")
     rows = {layer["name"]: layer for layer in json.loads(run.stdout)["layers"]}
     block = rows["features.denseblock1"]
     assert block["op"] == "dense_block" and block["output_shape"] == [256, 56, 56]

@@ -9,7 +9,6 @@ exit status, the message on stderr, and that no exception escapes.
 
 import json
 import signal
-from types import SimpleNamespace
 import subprocess
 import sys
 import time
@@ -46,23 +45,6 @@ network noisy(classes = 10) {
 def _cnnspec(*args, **options):
     return subprocess.run([sys.executable, "-m", "cnnspec", *map(str, args)],
                           capture_output=True, text=True, cwd=ROOT, timeout=300, **options)
-
-
-@pytest.fixture
-def cli(capsys):
-    """`cnnspec ARGS` through `cli.main` in this process: returncode, stdout, stderr
-    as `_cnnspec` gives them. An exception escaping `main` fails the test."""
-    from cnnspec.cli import main
-
-    def run(*args):
-        capsys.readouterr()
-        try:
-            status = main([str(arg) for arg in args])
-        except SystemExit as stop:  # argparse's usage errors
-            status = stop.code
-        out, err = capsys.readouterr()
-        return SimpleNamespace(returncode=status, stdout=out, stderr=err)
-    return run
 
 
 def _start(*args):
