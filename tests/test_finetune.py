@@ -219,3 +219,43 @@ def test_reinit_keeps_chosen_layers_fresh(tmp_path):
         load_weights(model, trained, spec, reinit=("c9",))
     with pytest.raises(UsageError, match="--reinit leaves layers out of --weights"):
         cnnspec.train(spec, data="digits", out=tmp_path / "run", reinit="f6")
+
+
+def test_fine_tuning_on_the_command_line(cli, tmp_path):
+    """`cnnspec train --weights W --unfreeze-from L`: the layers before L end bitwise
+    as loaded, and the run says how many parameters train; a bad weights file or a
+    pattern that matches nothing is one line and exit status 2, no traceback."""
+    from safetensors.torch import load_file
+
+    spec = tmp_path / "small_bn.cnn"
+    spec.write_text(SMALL_BN)
+    torch.manual_seed(0)
+    start = tmp_path / "start.pth"
+    torch.save(cnnspec.build(SMALL_BN).state_dict(), start)
+    run = cli("train", spec, "--data", "digits", "--weights", start,
+              "--unfreeze-from", "conv2", "--epochs", "1", "--out", tmp_path / "run")
+    assert run.returncode == 0, run.stderr
+    # conv1 3*3*1*8 = 72 and bn1 2*8 = 16 frozen; conv2 3*3*8*16 = 1,152, bn2 32 and
+    # fc 16*10 + 10 = 170 train: 1,354 of 1,442.
+    assert "1,354 of 1,442 parameters train" in run.stdout
+    before = torch.load(start, weights_only=True)
+    after = load_file(tmp_path / "run" / "weights.safetensors")
+    for name in ("conv1.weight", "bn1.weight", "bn1.bias", "bn1.running_mean",
+                 "bn1.running_var"):
+        assert torch.equal(before[name], after[name]), name
+    assert not torch.equal(before["conv2.weight"], after["conv2.weight"])
+
+    def refused(phrase, *flags):
+        bad = cli("train", spec, "--data", "digits", "--epochs", "1", *flags)
+        assert bad.returncode == 2, (bad.stdout, bad.stderr)
+        assert phrase in bad.stderr and "Traceback" not in bad.stderr, bad.stderr
+
+    (tmp_path / "cut.pth").write_bytes(start.read_bytes()[:300])
+    refused("not a readable PyTorch file", "--weights", tmp_path / "cut.pth")
+    (tmp_path / "w.txt").write_text("1 2 3")
+    refused("cannot tell the format", "--weights", tmp_path / "w.txt")
+    torch.save(cnnspec.build(SMALL_BN.replace("conv 16", "conv 12")).state_dict(),
+               tmp_path / "narrow.pth")
+    refused("does not fit the spec's backbone", "--weights", tmp_path / "narrow.pth")
+    refused("matches no layer", "--freeze", "conv9")
+    refused("no such layer", "--unfreeze-from", "conv9")
