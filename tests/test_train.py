@@ -179,6 +179,56 @@ def test_step_schedule_divides_the_rate(tmp_path):
         [0.1, 0.1, 0.01, 0.01, 0.001])
 
 
+def test_rmsprop_with_milestones(tmp_path):
+    """`optimizer: rmsprop` runs torch's RMSprop (its state is a running mean of
+    squared gradients) and `multistep` divides the rate at each milestone."""
+    spec = tmp_path / "milestones.cnn"
+    spec.write_text(TINY.replace("fc: linear classes", """fc: linear classes
+    train { optimizer: rmsprop lr=0.001 alpha=0.9
+            schedule: multistep milestones=(2, 3) gamma=0.5
+            epochs: 4
+            batch: 64 }"""))
+    result = cnnspec.train(spec, data="digits", out=tmp_path / "run", verbose=False)
+    assert [r["lr"] for r in result.history] == pytest.approx(
+        [0.001, 0.001, 0.0005, 0.00025])
+    saved = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)["optimizer"]
+    assert saved["param_groups"][0]["alpha"] == 0.9
+    assert {"square_avg", "step"} <= set(saved["state"][0])
+    assert result.val_top1 > 0.8  # it learns
+
+
+def test_plateau_divides_the_rate_when_the_validation_loss_stalls(tmp_path):
+    """AlexNet's "divide by 10 when the validation error stops improving": with
+    labels at random, validation loss stops falling, and each epoch that does not
+    beat the best so far (by torch's default relative threshold, 1e-4) divides the
+    next epoch's rate by the factor (patience 1: after two such epochs in a row)."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = torch.tensor(digits.images, dtype=torch.float32).unsqueeze(1) / 16
+    noise = torch.randint(0, 10, (len(images),), generator=torch.Generator().manual_seed(0))
+    pairs = list(zip(images, noise.tolist()))
+    spec = cnnspec.load(TINY.replace("fc: linear classes", """fc: linear classes
+    train { optimizer: sgd lr=0.5 momentum=0.9
+            schedule: plateau factor=0.1 patience=1
+            epochs: 8
+            batch: 64 }"""))
+    result = cnnspec.train(spec, data=(pairs[:1200], pairs[1200:]),
+                           out=tmp_path / "run", verbose=False)
+    rates = [r["lr"] for r in result.history]
+    best, bad, expected = float("inf"), 0, [0.5]
+    for row in result.history[:-1]:
+        improved = row["val_loss"] < best * (1 - 1e-4)
+        best, bad = (row["val_loss"], 0) if improved else (best, bad + 1)
+        if bad > 1:
+            expected.append(expected[-1] * 0.1)
+            bad = 0
+        else:
+            expected.append(expected[-1])
+    assert rates == pytest.approx(expected)
+    assert rates[-1] < 0.5  # the rate was divided at least once
+
+
 def test_weight_decay_can_skip_norm_and_bias():
     model = cnnspec.build(SPECS / "resnet18.cnn")
     decayed, plain = parameter_groups(model, 1e-4, decay_norm_bias=False)
