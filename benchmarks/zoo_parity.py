@@ -8,7 +8,8 @@ transformers ViT, Swin and MaxViT are not CNNs and are left out):
   - MACs: the spec's count against the weights' documented `_ops` (GFLOPS that count
     multiply-adds) at the spec's input size, as a ratio;
   - eval outputs: torchvision's model (weights=None) with every batchnorm given
-    random statistics and affine parameters, its state dict loaded into the compiled
+    random statistics and affine parameters (and every layer norm and ConvNeXt layer
+    scale random values), its state dict loaded into the compiled
     spec with strict=True, one image at the spec's (native) input size, max abs
     difference of the logits against 1e-5 times the logits' scale;
   - with --fvcore: fvcore's MACs for every conv and linear module, layer by layer.
@@ -32,7 +33,7 @@ sys.path.insert(0, str(ROOT / "tests"))
 
 import torch  # noqa: E402
 import torchvision.models as tvm  # noqa: E402
-from parity_helpers import randomise_batchnorm  # noqa: E402
+from parity_helpers import randomise_batchnorm, randomise_layer_norms_and_scales  # noqa: E402,E501
 
 import cnnspec  # noqa: E402
 
@@ -77,6 +78,9 @@ def compare(stem: str, model: str, with_fvcore: bool) -> dict:
     extra = {"init_weights": True} if model == "googlenet" else {}
     reference = getattr(tvm, model)(weights=None, **extra).eval()
     randomise_batchnorm(reference)
+    # ConvNeXt's layer scales start at 1e-6, which makes each block nearly the
+    # identity and would hide a wrong one.
+    randomise_layer_norms_and_scales(reference)
     with torch.device("meta"):
         ours = cnnspec.build(spec)
     ours.load_state_dict(reference.state_dict(), strict=True, assign=True)

@@ -58,6 +58,31 @@ def randomise_batchnorm(model: nn.Module, seed: int = 1) -> int:
     return changed
 
 
+def randomise_layer_norms_and_scales(model: nn.Module, seed: int = 2) -> int:
+    """Give every layer norm of `model` an affine map far from the identity (weight of
+    magnitude 0.5 to 1.5 with a random sign, bias ~ N(0, 0.2^2)) and every
+    `layer_scale` parameter values of magnitude 0.2 to 1 with a random sign, instead of
+    1e-6. Returns how many tensors it changed."""
+    generator = torch.Generator().manual_seed(seed)
+
+    def signed(shape, low, high):
+        sign = torch.where(torch.rand(shape, generator=generator) < 0.5, -1.0, 1.0)
+        return sign * (low + (high - low) * torch.rand(shape, generator=generator))
+
+    changed = 0
+    with torch.no_grad():
+        for module in model.modules():
+            if isinstance(module, nn.LayerNorm):
+                module.weight.copy_(signed(module.weight.shape, 0.5, 1.5))
+                module.bias.copy_(0.2 * torch.randn(module.bias.shape, generator=generator))
+                changed += 1
+        for key, parameter in model.named_parameters():
+            if key.endswith("layer_scale"):
+                parameter.copy_(signed(parameter.shape, 0.2, 1.0))
+                changed += 1
+    return changed
+
+
 def assert_outputs_close(found: torch.Tensor, expected: torch.Tensor,
                          atol: float = 1e-5) -> None:
     """Equal to `atol`, scaled up when the outputs themselves are large (randomised

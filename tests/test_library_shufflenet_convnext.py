@@ -46,31 +46,6 @@ MODELS = {**SHUFFLENETS, **CONVNEXTS}
 REDUCED = {"convnext_small", "convnext_base", "convnext_large"}
 
 
-def randomise_layer_norms_and_scales(model: nn.Module, seed: int = 2) -> int:
-    """Give every layer norm of `model` an affine map far from the identity (weight of
-    magnitude 0.5 to 1.5 with a random sign, bias ~ N(0, 0.2^2)) and every
-    `layer_scale` parameter values of magnitude 0.2 to 1 with a random sign, instead of
-    1e-6. Returns how many tensors it changed."""
-    generator = torch.Generator().manual_seed(seed)
-
-    def signed(shape, low, high):
-        sign = torch.where(torch.rand(shape, generator=generator) < 0.5, -1.0, 1.0)
-        return sign * (low + (high - low) * torch.rand(shape, generator=generator))
-
-    changed = 0
-    with torch.no_grad():
-        for module in model.modules():
-            if isinstance(module, nn.LayerNorm):
-                module.weight.copy_(signed(module.weight.shape, 0.5, 1.5))
-                module.bias.copy_(0.2 * torch.randn(module.bias.shape, generator=generator))
-                changed += 1
-        for key, parameter in model.named_parameters():
-            if key.endswith("layer_scale"):
-                parameter.copy_(signed(parameter.shape, 0.2, 1.0))
-                changed += 1
-    return changed
-
-
 def _randomised_reference(name):
     torch.manual_seed(0)
     reference = parity.torchvision_model(name)
@@ -78,7 +53,7 @@ def _randomised_reference(name):
         assert parity.randomise_batchnorm(reference) > 0
     else:
         assert parity.randomise_batchnorm(reference) == 0  # ConvNeXt has no batchnorm
-        assert randomise_layer_norms_and_scales(reference) > 0
+        assert parity.randomise_layer_norms_and_scales(reference) > 0
     return reference
 
 
