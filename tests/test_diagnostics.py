@@ -779,3 +779,42 @@ def test_cli_error_in_an_imported_file_names_that_file(tmp_path):
     assert result.returncode == 1
     assert "error[E0202]" in result.stderr
     assert "blocks/bad.cnn:2:5" in result.stderr
+
+
+# ---------------------------------------------------------------- names and references
+
+def test_E0207_a_layer_named_input():
+    d = diagnose(on_net("input: conv 8 k=1"))
+    expect(d, "E0207", 3, 5, "the name `input` is used twice",
+           label="state-dict keys and must be unique")
+    assert d.notes == ("first used at <string>:2:5",), d
+
+
+def test_E0220_without_a_message_says_the_condition_failed_where():
+    d = diagnose(on_net("assert in.c == 4"))
+    expect(d, "E0220", 3, 5, "assertion failed: this condition does not hold",
+           label="false here", help="rules out")
+
+
+def test_an_earlier_output_takes_no_arguments_and_no_label():
+    d = diagnose(on_net("skip: conv 3 k=1\nskip 3"))
+    expect(d, "E0205", 4, 10, "`skip` is the output of an earlier layer",
+           label="it takes no arguments", help="`skip, crop 56`")
+    d = diagnose(on_net("skip: conv 3 k=1\nx: skip"))
+    expect(d, "E0206", 4, 5, "`skip` adds no layer to name",
+           label="not a layer", help="drop the label")
+
+
+def test_a_layer_kind_passed_to_a_block_is_checked_at_its_use():
+    d = diagnose(spec("""
+        block b(c, pool = maxpool) {
+            conv c k=1
+            pool 5
+        }
+        network n {
+            input 3x4x4
+            b(8)
+        }
+    """))
+    assert d.span is not None and d.span.line == 3, d
+    assert any("block `b` instantiated as" in note for note in d.notes), d

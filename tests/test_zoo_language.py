@@ -264,3 +264,17 @@ def test_assert_refuses_an_argument_with_its_message_and_the_call(tmp_path):
     assert info.value.code == "E0220"
     assert "NL is RE (ReLU) or HS (h-swish)" in text
     assert "block `bneck` instantiated as `features.1`" in text
+
+
+def test_a_label_is_looked_up_from_the_inner_scope_outwards():
+    """`skip` inside `a.inner` is `a.inner.skip`, else `a.skip`, else `skip`: the
+    nearest enclosing label wins (6 channels here, not the network's 3)."""
+    blocks = ("block uses_skip { concat { skip; identity } }\n"
+              "block outer { skip: conv 6 k=1; inner: uses_skip }\n"
+              "block own { skip: conv 5 k=1; relu; concat { skip; identity } }\n")
+    nested = cnnspec.load(_net("    skip: conv 3 k=1\n    a: outer", "3x4x4", blocks))
+    assert nested.output_shape == (6 + 6, 4, 4)
+    own = cnnspec.load(_net("    skip: conv 3 k=1\n    b: own", "3x4x4", blocks))
+    assert own.output_shape == (5 + 5, 4, 4)
+    top = cnnspec.load(_net("    skip: conv 3 k=1\n    c: uses_skip", "3x4x4", blocks))
+    assert top.output_shape == (3 + 3, 4, 4)
