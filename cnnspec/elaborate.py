@@ -264,7 +264,7 @@ class _Elaborator(Constructs):
             if node is not None:
                 return self._bound_call(call, TensorRef(call.name, node), cur, ctx,
                                         label, span)
-            known = set(O.LAYER_MODELS) | set(self.blocks)
+            known = set(O.LAYER_MODELS) | set(O.LAYER_SYNONYMS) | set(self.blocks)
             raise error("E0202", f"unknown layer or block `{call.name}`", call.name_span,
                         label="not a layer kind, a block defined or imported here, "
                         "nor the label of an earlier layer",

@@ -194,6 +194,10 @@ def test_what_a_newcomer_ran_into():
     assert "`* (k - ...)`" in str(info.value)
     # `deconv` is the transposed conv, not a misspelt `dwconv`
     assert cnnspec.load(_net("    deconv 4 k=2 s=2")).output_shape == (4, 12, 12)
+    # and a misspelt `deconv` is offered `deconv` (synonyms are candidates too)
+    with pytest.raises(cnnspec.SpecError) as info:
+        cnnspec.load(_net("    deconvv 4 k=2 s=2"))
+    assert info.value.diagnostics[0].help == "did you mean `deconv`?"
     # E0206 inside a block names the call that made it
     with pytest.raises(cnnspec.SpecError) as info:
         cnnspec.load(_net("    first: b(4)", blocks="block b(c) { conv c k=3 p=-1 }"))
