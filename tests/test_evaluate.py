@@ -83,7 +83,7 @@ def test_ensemble_of_three_seeds(lenets):
     mean = sum(members) / 3
     # Measured (2 epochs): members 92.22%, 92.50%, 94.44% (mean 93.06%), the ensemble
     # 93.61%: +0.56 points, 2 of 360 images. With longer training the gain is within
-    # +-1 image (docs/training.md, section 10).
+    # +-1 image (docs/training.md, section 11).
     assert report.top1 >= mean
     # Averaging probabilities never loses on the loss (the log is concave).
     assert report.loss <= sum(m.loss for m in report.members) / 3

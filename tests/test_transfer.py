@@ -6,8 +6,8 @@ held-out 5-9 digit.
 
 Measured on this machine (benchmarks/transfer_digits.py --shots 5 --epochs 5, seeds
 0-4): scratch 58.3, 69.4, 68.3, 58.3, 63.9% (mean 63.7%); transfer 83.9, 80.0, 76.7,
-81.1, 74.4% (mean 79.2%): +15.5 points, every seed won by 8 or more. With 30 epochs
-the gain shrinks to +1.9 points (scratch catches up on these easy 8x8 digits); see
+81.1, 74.4% (mean 79.2%): +15.6 points, every seed won by 8 or more. With 30 epochs
+the gain shrinks to +1.4 points (scratch catches up on these easy 8x8 digits); see
 docs/training.md, section 6.
 """
 
