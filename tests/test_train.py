@@ -201,7 +201,8 @@ def test_plateau_divides_the_rate_when_the_validation_loss_stalls(tmp_path):
     """AlexNet's "divide by 10 when the validation error stops improving": with
     labels at random, validation loss stops falling, and each epoch that does not
     beat the best so far (by torch's default relative threshold, 1e-4) divides the
-    next epoch's rate by the factor (patience 1: after two such epochs in a row)."""
+    next epoch's rate by the factor, 0.5 here (patience 1: after two such epochs in
+    a row)."""
     from sklearn.datasets import load_digits
 
     digits = load_digits()
@@ -210,7 +211,7 @@ def test_plateau_divides_the_rate_when_the_validation_loss_stalls(tmp_path):
     pairs = list(zip(images, noise.tolist()))
     spec = cnnspec.load(TINY.replace("fc: linear classes", """fc: linear classes
     train { optimizer: sgd lr=0.5 momentum=0.9
-            schedule: plateau factor=0.1 patience=1
+            schedule: plateau factor=0.5 patience=1
             epochs: 8
             batch: 64 }"""))
     result = cnnspec.train(spec, data=(pairs[:1200], pairs[1200:]),
@@ -221,12 +222,103 @@ def test_plateau_divides_the_rate_when_the_validation_loss_stalls(tmp_path):
         improved = row["val_loss"] < best * (1 - 1e-4)
         best, bad = (row["val_loss"], 0) if improved else (best, bad + 1)
         if bad > 1:
-            expected.append(expected[-1] * 0.1)
+            expected.append(expected[-1] * 0.5)
             bad = 0
         else:
             expected.append(expected[-1])
     assert rates == pytest.approx(expected)
     assert rates[-1] < 0.5  # the rate was divided at least once
+
+
+def test_cosine_after_warmup_follows_the_formula():
+    """Linear warmup from 1% of the rate over `warmup_epochs`, then cosine annealing
+    over the remaining epochs: lr_e = lr/2 (1 + cos(pi (e - w) / (E - w)))."""
+    from types import SimpleNamespace
+
+    from cnnspec.training.optim import make_scheduler
+
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    config = SimpleNamespace(schedule=SimpleNamespace(kind="cosine", warmup_epochs=2),
+                             epochs=6)
+    scheduler = make_scheduler(optimizer, config)
+    rates = []
+    for _ in range(6):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    warm = [0.1 * 0.01, 0.1 * (0.01 + 0.99 / 2)]
+    cosine = [0.05 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
+    assert rates == pytest.approx(warm + cosine)
+    # a warmup as long as the run leaves one epoch at the full rate
+    config.schedule.warmup_epochs = 9
+    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
+    scheduler, rates = make_scheduler(optimizer, config), []
+    for _ in range(6):
+        rates.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    assert rates[-1] == pytest.approx(0.1) and rates[0] == pytest.approx(0.001)
+
+
+def test_ema_is_an_exponential_average_of_weights_and_statistics():
+    """`ema: d`: after the first update (a copy), each update moves the average by
+    (1 - d) of the way to the model, batchnorm statistics included."""
+    from cnnspec.training.optim import make_ema
+
+    model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ema = make_ema(model, 0.9)
+    with torch.no_grad():
+        model[0].weight.fill_(1.0)
+        model[1].running_mean.fill_(1.0)
+        ema.update_parameters(model)  # the first one copies
+        model[0].weight.fill_(3.0)
+        model[1].running_mean.fill_(3.0)
+        ema.update_parameters(model)
+    assert torch.allclose(ema.module[0].weight, torch.full((2, 2), 0.9 * 1 + 0.1 * 3))
+    assert torch.allclose(ema.module[1].running_mean, torch.full((2,), 1.2))
+
+
+def test_the_head_is_found_and_gets_its_rate_when_nested():
+    """`--lr-head`: the classifier is the layer whose size follows `classes`, also
+    inside a labelled group (`classifier.1`); only its parameters get the rate."""
+    from cnnspec.training.weights import head_layers
+
+    spec = cnnspec.load("""
+network n(classes = 3) {
+    input 1x4x4
+    conv1: conv 2 k=3
+    flatten
+    classifier: { dropout 0.1; linear classes }
+}
+""")
+    head = head_layers(spec)
+    assert head == {"classifier.1"}
+    model = cnnspec.build(spec)
+    body, classifier = parameter_groups(model, 0.0, True, frozenset(head), lr_head=0.5)
+    names = {id(p): n for n, p in model.named_parameters()}
+    assert {names[id(p)] for p in classifier["params"]} == {"classifier.1.weight",
+                                                            "classifier.1.bias"}
+    assert classifier["lr"] == 0.5 and "lr" not in body
+    assert {names[id(p)] for p in body["params"]} == {"conv1.weight", "conv1.bias"}
+    # without `classes`, the head is the last layer with parameters
+    plain = cnnspec.load("network m {\n input 1x4x4\n a: conv 2 k=3\n flatten\n"
+                         " b: linear 5\n c: linear 4\n relu\n}\n")
+    assert head_layers(plain) == {"c"}
+
+
+def test_frozen_batchnorm_1d_keeps_its_statistics_in_train_mode():
+    from cnnspec.torch_backend import FrozenBatchNorm1d
+    from cnnspec.training.finetune import freeze
+
+    spec = cnnspec.load("network n {\n input 6\n fc: linear 4\n bn: batchnorm\n"
+                        " out: linear 2\n}\n")
+    model = cnnspec.build(spec)
+    assert freeze(model, spec, ["bn"]) == ["bn"]
+    assert type(model.bn) is FrozenBatchNorm1d and not model.bn.weight.requires_grad
+    before = model.bn.running_mean.clone()
+    model.train()
+    model(torch.randn(8, 6))
+    assert torch.equal(model.bn.running_mean, before) and not model.bn.training
 
 
 def test_weight_decay_can_skip_norm_and_bias():
