@@ -409,6 +409,23 @@ def _pad_channels(op: O.PadChannels, ins, sizes):
     return Facts((op.out_channels,) + x.shape[1:], 0, 0, x.receptive_field, x.jump)
 
 
+@rule(O.Affine)
+def _affine(op: O.Affine, ins, sizes):
+    (x,) = ins
+    if len(x.shape) not in (1, 3):
+        _needs_rank(x, 3, "affine")
+    c = x.shape[0]
+    for name in ("scale", "shift"):
+        values = getattr(op, name)
+        if isinstance(values, tuple) and len(values) != c:
+            raise ShapeProblem("E0310", f"affine gives {len(values)} {name} values for "
+                               f"{c} channels", f"the input has {c} channels, "
+                               f"{name} has {len(values)} values",
+                               f"give one {name} per input channel, or one number for "
+                               "every channel")
+    return Facts(x.shape, 0, 0, x.receptive_field, x.jump)
+
+
 def _joined_field(ins: list[Facts], shape: tuple[int, ...]):
     """A join sees what its widest branch sees; its grid is that of the branches at
     the output's own size (a broadcast C x 1 x 1 gate adds context, not stride)."""

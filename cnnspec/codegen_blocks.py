@@ -51,21 +51,22 @@ KEYWORD_DEFAULTS = {
     "nn.LayerNorm": {"eps": 1e-5, "elementwise_affine": True},
     "nn.Upsample": {"mode": "nearest"},
     "MeanJoin": {"p": 0.0},
+    "ChannelAffine": {"scale": 1.0, "shift": 0.0},
 }
 _ACTIVATION_DEFAULTS = {"inplace": False}
 _KEYWORD_ORDER = ("kernel_size", "stride", "padding", "output_padding", "dilation",
                   "groups", "bias", "eps", "momentum", "affine", "elementwise_affine",
                   "ceil_mode", "count_include_pad", "inplace", "p", "scale_factor", "mode",
-                  "align_corners", "init")
+                  "align_corners", "init", "scale", "shift")
 # Layers whose first argument is the size of their input.
 _SIZED = ("nn.Conv2d", "nn.Linear", "nn.BatchNorm2d", "nn.BatchNorm1d",
           "FrozenBatchNorm2d", "FrozenBatchNorm1d", "nn.ConvTranspose2d",
-          "PointwiseLinear", "LayerNorm2d", "nn.LayerNorm", "LayerScale")
+          "PointwiseLinear", "LayerNorm2d", "nn.LayerNorm", "LayerScale", "ChannelAffine")
 # Ops whose output has their (first) input's channels.
 _SAME_CHANNELS = ("nn.BatchNorm", "FrozenBatchNorm", "nn.MaxPool2d", "nn.AvgPool2d",
                   "nn.Adaptive", "nn.Dropout", "DropPath", "MeanJoin", "nn.LocalResponse",
                   "nn.Softmax", "LayerNorm2d", "nn.LayerNorm", "LayerScale",
-                  "ChannelShuffle", "nn.Upsample", "CenterCrop")
+                  "ChannelShuffle", "nn.Upsample", "CenterCrop", "ChannelAffine")
 
 
 def keyword_defaults(name: str) -> dict:

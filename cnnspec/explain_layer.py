@@ -171,6 +171,9 @@ class _Layer:
                 self.add("params", "0", value, "", "no affine parameters")
         elif isinstance(op, O.LayerScale):
             self.add("params", str(x.shape[0]), value, "c", "one scale per channel")
+        elif isinstance(op, O.Affine):
+            self.add("params", "0", value, "",
+                     "scale and shift are constants (buffers), not parameters")
         else:
             self.add("params", "0", value, "", "no parameters")
 

@@ -42,7 +42,7 @@ LAYER_KINDS = frozenset((
     "conv", "dwconv", "conv_transpose", "deconv",
     "maxpool", "avgpool", "adaptive_avgpool", "adaptive_maxpool",
     "linear", "flatten", "pad_channels", "shuffle", "narrow", "upsample", "crop",
-    "batchnorm", "layernorm", "layer_scale", "lrn", "dropout", "drop_path",
+    "batchnorm", "layernorm", "layer_scale", "affine", "lrn", "dropout", "drop_path",
     "relu", "relu6", "tanh", "sigmoid", "silu", "swish", "gelu", "hardswish",
     "hardsigmoid", "mish", "softplus", "identity", "leaky_relu", "elu", "softmax",
 ))

@@ -24,7 +24,7 @@ ACTIVATIONS = {
 # Layers cnnspec implements itself, in torch_backend.py (codegen copies their source).
 HELPERS = ("DropPath", "MeanJoin", "GlobalDropPath", "FrozenBatchNorm2d",
            "FrozenBatchNorm1d", "LayerNorm2d", "PointwiseLinear", "ChannelShuffle",
-           "Narrow", "CenterCrop")
+           "Narrow", "CenterCrop", "ChannelAffine")
 # Not a module: a bare parameter of the enclosing block (see `layer_scale_shape`).
 LAYER_SCALE = "LayerScale"
 # The name of the network's GlobalDropPath module when it has fractal joins;
@@ -129,6 +129,8 @@ _BY_KIND = {
     O.LayerNorm: _layernorm,
     O.LayerScale: lambda op, s: Constructor(LAYER_SCALE, (s[0],), dict(init=op.init)),
     O.Crop: lambda op, s: Constructor("CenterCrop", (op.size,)),
+    O.Affine: lambda op, s: Constructor("ChannelAffine", (s[0],), dict(
+        **_unless(1.0, scale=op.scale), **_unless(0.0, shift=op.shift))),
     O.ChannelShuffle: lambda op, s: Constructor("ChannelShuffle", (op.groups,)),
     O.Narrow: lambda op, s: Constructor("Narrow", (op.start, op.length)),
     O.Flatten: lambda op, s: Constructor("nn.Flatten", (1,)),

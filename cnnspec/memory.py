@@ -3,9 +3,9 @@
 Takes: a checked `Spec` (its graph and side table), a batch size, an optimizer, an
 AMP mode and a device kind. Returns: a `TrainMemory` with the bytes of the
 parameters, their gradients, the optimizer's state, the buffers (batchnorm's running
-statistics), autocast's half-precision copies of the weights, and the activations
-autograd keeps for the backward pass, per layer and in total; given a budget, the
-largest batch that fits. Pure Python: no torch import. The rules (docs/costs.md,
+statistics, affine's constants), autocast's half-precision copies of the weights,
+and the activations autograd keeps for the backward pass, per layer and in total;
+given a budget, the largest batch that fits. Pure Python: no torch import. The rules (docs/costs.md,
 "Training memory") were measured on the built module with
 `torch.autograd.graph.saved_tensors_hooks`; tests/test_memory.py and
 benchmarks/memory_planner.py hold the planner to that measurement.
@@ -65,7 +65,8 @@ class TrainMemory(BaseModel):
     grads_bytes: int  # trainable parameters only, fp32
     optimizer_bytes: int  # OPTIMIZER_BUFFERS[optimizer] fp32 copies of the trainable
     # (adam: plus its 4-byte step count per parameter tensor)
-    buffers_bytes: int  # batchnorm running mean, variance and step count
+    buffers_bytes: int  # batchnorm running mean, variance and step count; affine's
+    # scale and shift
     amp_weight_bytes: int  # autocast's half copies of conv and linear weights
     saved_activation_bytes: int  # what autograd keeps for backward (input included)
     total_bytes: int  # the sum of the six above
@@ -230,6 +231,11 @@ def _walk(graph, table, amp: str | None, device: str) -> _Plan:
             # view, transpose, reshape: a copy unless each group holds one channel
             copies = facts.shape[0] // op.groups > 1
             out = _Value(new(elements * x.dtype), x.dtype, grad) if copies else x
+        elif kind == "affine":
+            # x * scale + shift: the multiply keeps the scale (a buffer, not counted)
+            # and the add nothing; a half input times the fp32 scale is promoted
+            dtype = max(x.dtype, FLOAT)
+            out = _Value(new(elements * dtype), dtype, grad, x.nhwc)
         elif kind in ("pad_channels", "upsample"):
             out = _Value(new(elements * x.dtype), x.dtype, grad, x.nhwc)
         else:
@@ -264,9 +270,10 @@ def _trainable_tensors(graph, table) -> int:
 
 
 def _buffers(graph, table) -> int:
-    """Batchnorm's running mean and variance (fp32) and its step count (int64)."""
-    return sum(2 * FLOAT * table[n.id].shape[0] + INDEX
-               for n in graph.nodes if n.op.op == "batchnorm")
+    """Batchnorm's running mean and variance (fp32) and its step count (int64);
+    affine's scale and shift (fp32, one per channel each)."""
+    return sum(2 * FLOAT * table[n.id].shape[0] + (INDEX if n.op.op == "batchnorm" else 0)
+               for n in graph.nodes if n.op.op in ("batchnorm", "affine"))
 
 
 def plan(spec, batch: int, optimizer: str = "sgd", amp: str | None = None,

@@ -404,6 +404,22 @@ class PadChannels(_Op):
             ", both sides" if self.where == "both" else "")
 
 
+class Affine(_Op):
+    """A constant per-channel affine map, y[:, k] = x[:, k] * scale[k] + shift[k], with
+    no parameters: torchvision's `transform_input` in GoogLeNet and Inception-v3,
+    which maps ImageNet-normalised input to Google's normalisation. A tuple gives one
+    value per input channel (`check` holds it to the channels); a number applies to
+    every channel."""
+
+    op: Literal["affine"] = "affine"
+    scale: float | tuple[float, ...] = 1.0
+    shift: float | tuple[float, ...] = 0.0
+    POSITIONAL: ClassVar = ("scale", "shift")
+
+    def label(self):
+        return "affine"
+
+
 class Multiply(_Op):
     """Element-wise product with broadcasting (squeeze-excitation gates)."""
 
@@ -414,7 +430,7 @@ Op = Annotated[Union[Input, Conv, DepthwiseConv, MaxPool, AvgPool, AdaptivePool,
                      Flatten, BatchNorm, LocalResponseNorm, Dropout, DropPath, Activation,
                      LeakyReLU, ELU, Softmax, Concat, Add, Mean, Multiply, PadChannels,
                      ConvTranspose, Upsample, Crop, ChannelShuffle, Narrow, LayerNorm,
-                     LayerScale],
+                     LayerScale, Affine],
                Field(discriminator="op")]
 
 
@@ -439,7 +455,7 @@ LAYER_MODELS: dict[str, type[_Op]] = {
     "leaky_relu": LeakyReLU, "elu": ELU, "softmax": Softmax,
     "pad_channels": PadChannels, "conv_transpose": ConvTranspose, "upsample": Upsample,
     "crop": Crop, "shuffle": ChannelShuffle, "narrow": Narrow, "layernorm": LayerNorm,
-    "layer_scale": LayerScale,
+    "layer_scale": LayerScale, "affine": Affine,
     **{name: Activation for name in Activation.model_fields["op"].annotation.__args__},
 }
 LAYER_SYNONYMS = {"swish": "silu", "deconv": "conv_transpose"}

@@ -136,6 +136,28 @@ class CenterCrop(nn.Module):
         return f"size={self.size}"
 
 
+class ChannelAffine(nn.Module):
+    """y[:, k] = x[:, k] * scale[k] + shift[k] with constant scale and shift (a number
+    applies to every channel): torchvision's `transform_input` in GoogLeNet and
+    Inception-v3. The constants are buffers, so they follow `.to()`, but not
+    persistent ones: the state dict has no entry for them, as torchvision's has none."""
+
+    def __init__(self, num_channels: int, scale=1.0, shift=0.0):
+        super().__init__()
+        self.num_channels = num_channels
+        for name, value in (("scale", scale), ("shift", shift)):
+            value = torch.as_tensor(value, dtype=torch.get_default_dtype())
+            self.register_buffer(name, value.expand(num_channels).clone(), persistent=False)
+
+    def forward(self, x):
+        shape = (-1,) + (1,) * (x.dim() - 2)  # one value per channel, broadcast over H x W
+        # A multiply, then an add (not addcmul): torchvision's rounding, bit for bit.
+        return x * self.scale.view(shape) + self.shift.view(shape)
+
+    def extra_repr(self):
+        return f"{self.num_channels}"
+
+
 class MeanJoin(nn.Module):
     """Mean of branches; in training each branch is dropped with probability p,
     keeping at least one (FractalNet's local drop-path, Larsson et al. 2017).

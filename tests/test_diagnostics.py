@@ -691,6 +691,22 @@ def test_E0308_pool_padding_more_than_half_the_kernel():
            label="2 > 3 // 2")
 
 
+def test_E0310_affine_scale_for_too_few_channels():
+    """`affine` gives one value per channel: two scales for an RGB input are refused
+    where they are written, not broadcast or left to fail in torch."""
+    d = diagnose(on_net("pre: affine scale=(0.5, 2) shift=(0, 0, 1)"))
+    expect(d, "E0310", 3, 5, "affine gives 2 scale values for 3 channels",
+           label="the input has 3 channels, scale has 2 values",
+           help="one scale per input channel, or one number")
+    assert "`pre`" in d.message
+
+
+def test_E0310_affine_shift_for_too_many_channels():
+    d = diagnose(on_net("flatten\naffine shift=(1, 2, 3)", input="2x1x1"))
+    expect(d, "E0310", 4, 5, "affine gives 3 shift values for 2 channels",
+           label="the input has 2 channels, shift has 3 values")
+
+
 # ---------------------------------------------------------------- no traceback, ever
 
 
@@ -699,7 +715,8 @@ ODD_SPECS = [
     on_net("let y = max()"), on_net("let y = int(1e300 * 1e300)"),
     on_net("maxpool"), on_net("maxpool global s=2"), on_net("adaptive_avgpool 0"),
     on_net("option bytes_per_element = 3"), on_net("train { init: normal std=0 }"),
-    on_net("conv 8 k=3 -> 8x30"), on_net("relu * 1.5"), "}", "network", "{",
+    on_net("conv 8 k=3 -> 8x30"), on_net("relu * 1.5"), on_net('affine scale="a"'),
+    on_net("affine shift=(1, (2, 3), 4)"), "}", "network", "{",
     "network n {\n    input 3x32x32\n    relu\n}\n}\n",
 ]
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 import ast
 from collections import OrderedDict
 from collections.abc import Callable
+from types import SimpleNamespace
 from typing import NamedTuple
 
 import pytest
@@ -23,6 +24,7 @@ import torch
 from conftest import SPECS
 from parity_helpers import randomise_batchnorm
 from torch import nn
+from torchvision.models import GoogLeNet, Inception3
 from torchvision.models.convnext import LayerNorm2d
 from torchvision.models.shufflenetv2 import channel_shuffle
 from torchvision.ops import StochasticDepth
@@ -162,8 +164,12 @@ for _kind, _module in {"relu": nn.ReLU, "relu6": nn.ReLU6, "tanh": nn.Tanh,
                        "softplus": nn.Softplus, "identity": nn.Identity}.items():
     CASES[_kind] = Case(_kind, "4x3x3", f"a: {_kind}", lambda m=_module: _seq(a=m()))
 
-# Layers that are functions in `forward` (no module), and the joins: what they
-# compute, written in torch.
+# `affine`'s constants for torchvision's `transform_input`, as the specs write them.
+TRANSFORM_SCALE = "(0.229 / 0.5, 0.224 / 0.5, 0.225 / 0.5)"
+TRANSFORM_SHIFT = "((0.485 - 0.5) / 0.5, (0.456 - 0.5) / 0.5, (0.406 - 0.5) / 0.5)"
+
+# Layers without parameters (functions in `forward`, or constants only), and the
+# joins: what they compute, written in torch.
 FUNCTIONS = {
     "pad_channels": ("4x3x3", "a: pad_channels 7",
                      lambda x: torch.cat([x, torch.zeros(x.shape[0], 3, 3, 3)], 1)),
@@ -191,6 +197,18 @@ FUNCTIONS = {
     "pad_channels_both": ("4x3x3", "a: pad_channels 7 where=both",
                           lambda x: torch.cat([torch.zeros(x.shape[0], 1, 3, 3), x,
                                                torch.zeros(x.shape[0], 2, 3, 3)], 1)),
+    # torchvision's GoogLeNet and Inception-v3 `transform_input`, channel by channel.
+    "affine": ("3x4x3", f"a: affine scale={TRANSFORM_SCALE} shift={TRANSFORM_SHIFT}",
+               lambda x: torch.cat([x[:, 0:1] * (0.229 / 0.5) + (0.485 - 0.5) / 0.5,
+                                    x[:, 1:2] * (0.224 / 0.5) + (0.456 - 0.5) / 0.5,
+                                    x[:, 2:3] * (0.225 / 0.5) + (0.406 - 0.5) / 0.5], 1)),
+    # Numbers apply to every channel; equal pairs, which the generated file writes as
+    # one number, and a flat vector.
+    "affine_numbers": ("4x3x3", "a: affine 1.5 0.25", lambda x: x * 1.5 + 0.25),
+    "affine_equal_pair": ("2x3x3", "a: affine scale=(0.5, 0.5) shift=(1, -1)",
+                          lambda x: x * 0.5 + torch.tensor([1.0, -1.0]).view(2, 1, 1)),
+    "affine_flat": ("3", "a: affine shift=(1, 2, 3)",
+                    lambda x: x + torch.tensor([1.0, 2.0, 3.0])),
 }
 
 PAIRS = ("kernel_size", "stride", "padding", "dilation", "output_size")
@@ -288,6 +306,25 @@ def test_functions_and_joins_compute_what_they_say(name, backend):
     with torch.no_grad():
         torch.testing.assert_close(model(x), compute(x), rtol=1e-5, atol=1e-6)
     assert sum(p.numel() for p in model.parameters()) == 0
+
+
+@pytest.mark.parametrize("backend", ["build", "generated"])
+def test_affine_is_torchvision_transform_input_bit_for_bit(backend):
+    """`affine` with the specs' constants is torchvision's own `_transform_input`
+    (GoogLeNet's and Inception-v3's) to the last bit: a multiply, then an add, in
+    float32. Its constants are buffers that follow `.to()` but stay out of the state
+    dict, so torchvision's weights still load with strict=True."""
+    spec = _spec("3x5x4", f"a: affine scale={TRANSFORM_SCALE} shift={TRANSFORM_SHIFT}")
+    model = _build(spec, backend).eval()
+    assert dict(model.state_dict()) == {}
+    assert {name for name, _ in model.named_buffers()} == {"a.scale", "a.shift"}
+    x = _input(spec)
+    with torch.no_grad():
+        found = model(x)
+        for network in (Inception3, GoogLeNet):
+            expected = network._transform_input(SimpleNamespace(transform_input=True), x)
+            assert torch.equal(found, expected), network.__name__
+        assert model.double()(x.double()).dtype == torch.float64
 
 
 @pytest.mark.parametrize("backend", ["build", "generated"])

@@ -32,16 +32,19 @@ from memory_planner import measure_saved, without_drop_path  # noqa: E402
 BATCH = 2
 
 # Every op kind the planner has a rule for, in the places where the rule has a
-# branch: nothing trainable before the first conv (the max pool keeps nothing), a
-# frozen conv and batchnorm with a gradient flowing through them, out-of-place
-# activations keeping input or output, LRN, both upsample modes, crop, adaptive
-# pools, pad, shuffle, split (views), a mean join, dropout and drop_path at p = 0 and
-# above, an out-of-place and an in-place add, a squeeze-excitation gate, layernorm on NCHW memory and on
-# a flat vector, pointwise linears on NCHW memory (copied) and channels-last memory
-# (viewed), layer_scale, conv_transpose, a flatten that copies, a frozen linear.
+# branch: nothing trainable before the first conv (an affine and the max pool keep
+# nothing), a frozen conv and batchnorm with a gradient flowing through them,
+# out-of-place activations keeping input or output, LRN, both upsample modes, crop,
+# adaptive pools, pad, shuffle, split (views), a mean join, dropout and drop_path at
+# p = 0 and above, an out-of-place and an in-place add, a squeeze-excitation gate,
+# layernorm on NCHW memory and on a flat vector, pointwise linears on NCHW memory
+# (copied) and channels-last memory (viewed), layer_scale, conv_transpose, an affine
+# after it (its multiply keeps only the constant scale, a buffer; under autocast the
+# half input times the fp32 scale is fp32), a flatten that copies, a frozen linear.
 EVERY_OP = """
 network every_op(classes = 5) {
     input 3x16x16
+    affine scale=(0.5, 2, 1) shift=(0.1, 0, -0.1)
     maxpool 3 s=1 p=1
     conv 8 k=3 p=1
     batchnorm
@@ -97,6 +100,7 @@ network every_op(classes = 5) {
     linear 20 pointwise=true
     layer_scale 0.1
     up: conv_transpose 6 k=2 s=2
+    affine 0.5 shift=(1, 2, 3, 4, 5, 6)
     layernorm
     flatten
     layernorm
