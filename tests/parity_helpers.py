@@ -15,7 +15,8 @@ untrained model (`torchvision_model`), parameter counts and state-dict shapes
 (`check_parameters_and_state_dict`), documented MACs and torch's flop counter
 (`check_documented_macs`, `torch_macs`), a strict load then equal outputs in eval
 mode (`check_strict_load_and_eval_outputs`) or in one training step
-(`check_strict_load_and_training_step`), the output shape of torchvision's stages
+(`check_strict_load_and_training_step`), GoogLeNet's and Inception-v3's
+`transform_input` (`check_transform_input`), the output shape of torchvision's stages
 against the spec's scopes (`submodule_output_shapes`, `scope_output_shapes`), and
 the batchnorm, dropout and stochastic depth settings of EfficientNets
 (`check_norm_dropout_and_stochastic_depth`).
@@ -168,6 +169,36 @@ def check_strict_load_and_eval_outputs(reference: nn.Module, model: nn.Module,
     with torch.no_grad():
         expected, found = reference(x), model(x)
     assert_outputs_close(found, expected)
+
+
+def check_transform_input(reference: nn.Module, spec_path, x: torch.Tensor,
+                          stem: str, **params) -> None:
+    """torchvision's GoogLeNet or Inception-v3 built with transform_input=True against
+    the spec loaded with transform_input=true (and `params`): `reference`'s state dict
+    loads strictly, and in eval mode the output of the first BasicConv2d (`stem`) and
+    the logits are equal bit for bit. Without the transform the stem's output is
+    another one (deep untrained networks barely tell inputs apart by their logits)."""
+    randomise_batchnorm(reference)
+    reference.eval()
+    outputs: dict[str, torch.Tensor] = {}
+
+    def keep(key):
+        return lambda module, inputs, output: outputs.__setitem__(key, output)
+
+    reference.get_submodule(stem).register_forward_hook(keep("reference"))
+    for transform in (True, False):
+        spec = cnnspec.load(spec_path, transform_input=transform, **params)
+        model = cnnspec.build(spec).eval()
+        assert ("transform_input" in dict(model.named_modules())) is transform
+        model.load_state_dict(reference.state_dict(), strict=True)
+        last = [n for n, _ in model.named_modules() if n.startswith(stem + ".")][-1]
+        model.get_submodule(last).register_forward_hook(keep(transform))
+        with torch.no_grad():
+            expected, found = reference(x), model(x)
+        if transform:
+            assert torch.equal(found, expected)
+            assert torch.equal(outputs[True], outputs["reference"])
+    assert (outputs[False] - outputs["reference"]).abs().max() > 0.1
 
 
 def torchvision_model(name: str, device: str = "cpu", **kwargs) -> nn.Module:

@@ -83,6 +83,9 @@ network tiny(classes = 5) {
 CASES = {
     "resnet18": lambda: cnnspec.load(SPECS / "resnet18.cnn"),
     "googlenet": lambda: cnnspec.load(SPECS / "googlenet.cnn", classes=10),
+    # torchvision's pretrained GoogLeNet: an `affine` first (ChannelAffine, copied in)
+    "googlenet_transform_input": lambda: cnnspec.load(SPECS / "googlenet.cnn", classes=10,
+                                                      transform_input=True),
     "densenet121": lambda: cnnspec.load(SPECS / "densenet121.cnn"),
     "fractal_net": lambda: cnnspec.load(DROP_PATH),
     "fractal_columns": lambda: cnnspec.load(FRACTAL_COLUMNS),

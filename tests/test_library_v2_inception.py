@@ -143,6 +143,19 @@ def test_training_step_matches_torchvision(name):
                                                reference_fields=theirs, model_fields=ours)
 
 
+def test_inception_v3_transform_input_is_torchvision_pretrained_model():
+    """`transform_input=true` is torchvision's inception_v3 as its ImageNet weights
+    build it (transform_input=True): strict load, eval outputs equal bit for bit, on
+    75x75, the smallest input torchvision's eval graph accepts."""
+    torch.manual_seed(0)
+    reference = tvm.inception_v3(weights=None, transform_input=True, aux_logits=True,
+                                 init_weights=False)
+    parity.check_transform_input(reference, SPECS / "inception_v3.cnn",
+                                 torch.randn(2, 3, 75, 75), stem="Conv2d_1a_3x3")
+    spec, plain = _spec("inception_v3", transform_input=True), _spec("inception_v3")
+    assert (spec.params, spec.macs) == (plain.params, plain.macs)
+
+
 def test_inception_v3_auxiliary_head():
     """Training-only, as torchvision's AuxLogits: its parameters are the difference
     between torchvision's models with and without it; it adds no eval MACs."""

@@ -15,6 +15,7 @@ from conftest import SPECS
 from parity_helpers import (
     assert_outputs_close,
     check_training_step,
+    check_transform_input,
     randomise_batchnorm,
 )
 from torch import fx
@@ -74,6 +75,17 @@ def test_torchvision_training_step_matches(name):
     theirs, ours = TRAINING_OUTPUTS[name]
     check_training_step(reference, model, torch.randn(2, 3, 64, 64),
                         reference_fields=theirs, model_fields=ours)
+
+
+@pytest.mark.parametrize("aux_logits", [False, True])
+def test_googlenet_transform_input_is_torchvision_pretrained_model(aux_logits):
+    """`transform_input=true` is torchvision's googlenet as its ImageNet weights build
+    it (transform_input=True): strict load, eval outputs equal bit for bit."""
+    torch.manual_seed(0)
+    reference = tvm.googlenet(weights=None, transform_input=True, aux_logits=aux_logits,
+                              init_weights=False)
+    check_transform_input(reference, SPECS / "googlenet.cnn", torch.randn(2, 3, 64, 64),
+                          stem="conv1", aux_logits=aux_logits)
 
 
 def _shapes_by_layer(model, spec, x):
