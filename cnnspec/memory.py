@@ -5,8 +5,8 @@ AMP mode and a device kind. Returns: a `TrainMemory` with the bytes of the
 parameters, their gradients, the optimizer's state, the buffers (batchnorm's running
 statistics, affine's constants), autocast's half-precision copies of the weights,
 and the activations autograd keeps for the backward pass, per layer and in total;
-given a budget, the largest batch that fits. Pure Python: no torch import. The rules (docs/costs.md,
-"Training memory") were measured on the built module with
+given a budget, the largest batch that fits. Pure Python: no torch import. The
+rules (docs/costs.md, "Training memory") were measured on the built module with
 `torch.autograd.graph.saved_tensors_hooks`; tests/test_memory.py and
 benchmarks/memory_planner.py hold the planner to that measurement.
 
