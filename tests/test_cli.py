@@ -83,3 +83,37 @@ def test_depth_rows_are_block_instances_like_the_diagram(cli):
     # Six dense layers on c = 64, 96, ..., 224 input channels: batchnorm 2c, 1x1 conv
     # c*128, batchnorm 2*128, 3x3 conv 128*32*9 -> 130 * 864 + 6 * 37,120.
     assert block["params"] == 130 * 864 + 6 * (256 + 128 * 32 * 9) == 335_040
+
+
+def _rows(table: str) -> list[list[str]]:
+    return [[cell.strip() for cell in line.strip()[1:-1].split("│")]
+            for line in table.splitlines() if line.startswith("│")]
+
+
+def test_summary_table_reads_as_documented(cli):
+    """LeNet-5's table, every figure worked by hand: conv params k*k*c_in*c_out + c_out,
+    MACs H*W*c_out*k*k*c_in, activations the sum of the layer outputs in fp32."""
+    run = cli("summary", SPECS / "lenet5.cnn")
+    header = next(line for line in run.stdout.splitlines() if line.startswith("┃"))
+    assert [cell.strip() for cell in header.strip("┃ ").split("┃")] == [
+        "Layer", "Op", "Output", "Params", "MACs", "RF"]
+    rows = {row[0]: row[1:] for row in _rows(run.stdout)}
+    assert rows["c1"] == ["conv 5x5, 6", "6x28x28", "156", "117,600", "5"]
+    assert rows["s2"] == ["avgpool 2x2/2", "6x14x14", "", "", "6"]  # no params, no MACs
+    assert rows["c3"] == ["conv 5x5, 16", "16x10x10", "2,416", "240,000", "14"]
+    assert rows["c5"] == ["conv 5x5, 120", "120x1x1", "48,120", "48,000", "32"]
+    assert rows["f6"] == ["linear 84", "84", "10,164", "10,080", "global"]
+    assert rows["Total"] == ["", "10", "61,706", "416,520", ""]
+    # 117,600 + 240,000 + 48,000 + 10,080 + 840 MACs; 14,722 fp32 outputs = 58,888 B
+    assert "Params:      61,706 (61.71 k)" in run.stdout
+    assert "MACs:        416,520 (416.52 k) per image" in run.stdout
+    assert "Activations: 57.5 KiB per image" in run.stdout
+    vgg = cli("summary", SPECS / "vgg16.cnn").stdout
+    assert "Params:      138,357,544 (138.36 M)" in vgg and "(15.47 G) per image" in vgg
+
+
+def test_summary_marks_frozen_and_auxiliary_layers(cli):
+    frozen = {row[0] for row in _rows(cli("summary", SPECS / "resnet18_transfer.cnn").stdout)}
+    assert {"conv1 (frozen)", "layer4.1.bn2 (frozen)", "fc"} <= frozen
+    aux = {row[0] for row in _rows(cli("summary", SPECS / "googlenet.cnn").stdout)}
+    assert {"aux1.conv.conv (aux)", "fc"} <= aux and "conv1.conv" in aux
