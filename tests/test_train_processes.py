@@ -239,6 +239,10 @@ def test_resume_without_a_checkpoint_or_from_another_spec(cli, tmp_path, noisy_s
                "--out", run).returncode == 0
     _fails(cli("train", SPECS / "lenet5.cnn", "--resume", run), 1,
                "different network", "noisy")
+    # the same layers, one of them narrower: still another network
+    narrow = tmp_path / "narrow.cnn"
+    narrow.write_text(NOISY.replace("conv1: conv 16", "conv1: conv 8"))
+    _fails(cli("train", narrow, "--resume", run), 1, "different network")
     _fails(cli("train", noisy_spec, "--data", "digits", "--out", run), 2,
                "already holds a run", "--resume")
     (tmp_path / "corrupt").mkdir()
