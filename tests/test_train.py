@@ -402,3 +402,20 @@ def test_a_terminal_gets_a_live_bar(tmp_path):
     shown = "".join(terminal.parts)
     assert "epoch 1/1" in shown and "img/s" in shown and "\x1b[" in shown
     assert "best epoch: 1 of 1" in shown
+
+
+@pytest.mark.parametrize("channels, mean, std", [(3, 0.485, 0.229), (1, 0.5, 0.5)])
+def test_normalize_uses_imagenet_statistics_for_colour_only(channels, mean, std):
+    """`augment: normalize`: ImageNet's mean and std (torchvision's) for 3 channels,
+    0.5 and 0.5 otherwise; the first channel of a grey 128 image shows which."""
+    from torchvision.transforms import v2
+
+    from cnnspec.training.transforms import pipelines
+
+    spec = cnnspec.load(f"network n {{\n input {channels}x8x8\n flatten\n linear 2\n"
+                        " train { augment: normalize }\n}\n")
+    config = resolve(spec.graph.recipe)
+    _, val, _ = pipelines((channels, 8, 8), (channels, 8, 8), config.augment)
+    image = torch.full((channels, 8, 8), 128, dtype=torch.uint8)
+    out = v2.Compose(val)(image)
+    assert out[0, 0, 0].item() == pytest.approx((128 / 255 - mean) / std, abs=1e-6)
