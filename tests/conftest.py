@@ -49,6 +49,12 @@ def spec_path():
     return lambda name: SPECS / f"{name}.cnn"
 
 
+def line_of(spec: str, text: str) -> int:
+    """The 1-based line of `specs/<spec>.cnn` that holds `text`."""
+    lines = (SPECS / f"{spec}.cnn").read_text().splitlines()
+    return next(i for i, line in enumerate(lines, 1) if text in line)
+
+
 def modules_imported_by(args: list[str], modules: tuple[str, ...]) -> list[str]:
     """Which of `modules` `cnnspec ARGS` imports, run in a fresh interpreter (the
     commands that only read a spec must start without the heavy backends)."""

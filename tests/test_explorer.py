@@ -13,7 +13,7 @@ import shutil
 import xml.etree.ElementTree as ET
 
 import pytest
-from conftest import ROOT, SPECS
+from conftest import ROOT, SPECS, line_of
 
 pytest.importorskip("graphviz")
 
@@ -183,7 +183,7 @@ def test_inception4a_facts(googlenet):
     assert facts["in"] == [{"shape": "480x14x14", "from": "maxpool3"}]
     assert facts["layers"] == 20  # six conv_bn of 3 layers, the pool, the concat
     assert facts["source"]["file"].endswith("googlenet.cnn")
-    assert facts["source"]["line"] == 46
+    assert facts["source"]["line"] == line_of("googlenet", "inception4a: inception(")
     assert facts["source"]["text"].startswith(
         "inception4a: inception(192, 96, 208, 16, 48, 64)")
     # MACs: every conv's weights times the 14x14 outputs (batchnorm counts none)

@@ -18,7 +18,7 @@ import re
 import shutil
 
 import pytest
-from conftest import SPECS
+from conftest import SPECS, line_of
 
 import cnnspec
 
@@ -137,7 +137,8 @@ def test_clicking_inception4a_opens_its_four_branches(googlenet):
     assert "selected" in cluster.get_attribute("class")
     assert fact(driver, "params").startswith("364,512")
     assert fact(driver, "out") == "512x14x14"
-    assert "googlenet.cnn:46" in driver.find_element(By.CSS_SELECTOR, "#facts .where").text
+    where = f"googlenet.cnn:{line_of('googlenet', 'inception4a: inception(')}"
+    assert where in driver.find_element(By.CSS_SELECTOR, "#facts .where").text
     crumbs = driver.find_element(By.ID, "crumbs").text
     assert "inception4a" in crumbs
     assert severe(driver) == []

@@ -47,10 +47,16 @@ def _cnnspec(*args, **options):
                           capture_output=True, text=True, cwd=ROOT, timeout=300, **options)
 
 
+def _as_in_a_terminal():
+    # A shell's background job (`make test &`, some CI runners) starts with SIGINT
+    # ignored, and children inherit that; Ctrl-C in a terminal always reaches them.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _start(*args):
     return subprocess.Popen([sys.executable, "-m", "cnnspec", *map(str, args)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            cwd=ROOT)
+                            cwd=ROOT, preexec_fn=_as_in_a_terminal)
 
 
 def _epochs_done(run):
