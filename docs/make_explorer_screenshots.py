@@ -27,7 +27,7 @@ IMAGES = ROOT / "docs" / "images"
 
 
 def main() -> None:
-    os.chdir(ROOT)  # source lines read `specs/googlenet.cnn:46`, as the CLI shows them
+    os.chdir(ROOT)  # source lines read `specs/googlenet.cnn:57`, as the CLI shows them
     IMAGES.mkdir(exist_ok=True)
     driver = start_chromium(1440, 880, scale=1.5)
     try:
