@@ -306,3 +306,29 @@ def test_resume_is_exact_with_loader_workers_too(tmp_path, noisy_spec):
     for name in expected:
         assert torch.equal(expected[name], got[name]), name
     assert [r["val_loss"] for r in whole.history] == [r["val_loss"] for r in resumed.history]
+
+
+def test_ctrl_c_while_the_starting_state_is_saved_finishes_the_save(tmp_path, noisy_spec,
+                                                                   monkeypatch):
+    """A Ctrl-C that arrives while checkpoint 0 is written waits for the write, then
+    stops the run as any Ctrl-C does (no KeyboardInterrupt escapes), and the starting
+    state is on disk to resume from."""
+    import os
+
+    import cnnspec
+    from cnnspec.training import checkpoint
+    from cnnspec.training.run import Interrupted
+
+    write = checkpoint.save_checkpoint
+
+    def interrupted_write(run_dir, state):
+        if state["epoch"] == 0:
+            os.kill(os.getpid(), signal.SIGINT)  # mid-write, as a user's Ctrl-C
+        write(run_dir, state)
+
+    monkeypatch.setattr(checkpoint, "save_checkpoint", interrupted_write)
+    with pytest.raises(Interrupted) as stop:
+        cnnspec.train(noisy_spec, data="digits", out=tmp_path / "run", verbose=False)
+    assert stop.value.saved == 0
+    state = torch.load(tmp_path / "run" / "last.ckpt", weights_only=True)
+    assert state["epoch"] == 0 and state["history"] == []

@@ -319,15 +319,16 @@ class _Run:
         self.best_state = saved["best"] if saved is not None else None
         if self.world.main:
             self._write_run_file(saved is not None)
-            files.write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n"
-                                                         for r in history))
+            if saved is not None:  # a fresh run writes it with checkpoint 0, below
+                files.write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n"
+                                                             for r in history))
         epoch, self.saved = start, start - 1
-        if saved is None and self.world.main:
-            # The starting state is checkpoint 0, so a run stopped in its first epoch
-            # can be resumed too (and ends as if it had never stopped).
-            with files.interrupt_deferred():
-                self._save(0, optimizer, scheduler, scaler, ema)
         try:
+            if saved is None and self.world.main:
+                # The starting state is checkpoint 0, so a run stopped in its first
+                # epoch can be resumed too (and ends as if it had never stopped).
+                with files.interrupt_deferred():
+                    self._save(0, optimizer, scheduler, scaler, ema)
             for epoch in range(start, config.epochs + 1):
                 self._epoch(epoch, trainer, train_loader, val_loader, scheduler, ema)
                 self._keep_best(epoch, ema)
@@ -338,10 +339,10 @@ class _Run:
         except KeyboardInterrupt:
             raise Interrupted(run_dir, self.saved) from None
         except NonFiniteLoss as problem:
-            kept = (f"the checkpoint of epoch {epoch - 1}" if epoch > 1 else
-                    "the checkpoint of the starting weights") + \
-                f" in {run_dir / files.CHECKPOINT} is kept"
-            raise TrainingError(f"{problem}; training stopped, {kept}. Lower the "
+            kept = (f"the checkpoint of epoch {epoch - 1}" if epoch > 1
+                    else "the checkpoint of the starting weights")
+            raise TrainingError(f"{problem}; training stopped, {kept} in "
+                                f"{run_dir / files.CHECKPOINT} is kept. Lower the "
                                 "learning rate (--lr) or clip gradients (--clip-grad 1.0)"
                                 ) from None
         return self._result()
