@@ -209,10 +209,12 @@ def test_class_folder_without_images(tmp_path):
 
 
 def test_corrupt_image_names_the_file(tmp_path):
+    # Damaged after open_data checked it (tests/test_data_verify.py: before).
     root = _image_tree(tmp_path / "pets", val=0)
     bad = root / "train" / "dog" / "x.png"
-    bad.write_bytes(b"this is not a png")
+    Image.new("RGB", (40, 30)).save(bad)
     data = open_data(str(root), (3, 32, 32), val_fraction=0.5)
+    bad.write_bytes(b"this is not a png")
     dataset = data.train.dataset
     index = next(i for i, (path, _) in enumerate(dataset.samples) if path == str(bad))
     with pytest.raises(DataError) as problem:
@@ -223,8 +225,8 @@ def test_corrupt_image_names_the_file(tmp_path):
 def test_corrupt_image_error_through_a_worker(tmp_path):
     root = _image_tree(tmp_path / "pets", classes=("a", "b"), train=1)
     bad = root / "train" / "a" / "0.png"
-    bad.write_bytes(b"garbage")
     data = open_data(str(root), (3, 32, 32))
+    bad.write_bytes(b"garbage")  # damaged after open_data checked it
     loader = torch.utils.data.DataLoader(data.train, batch_size=2, num_workers=1)
     batches = iter(loader)
     with pytest.raises(DataError) as problem:

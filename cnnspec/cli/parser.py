@@ -266,7 +266,9 @@ examples:
   torchrun --nproc-per-node 4 -m cnnspec train specs/resnet50.cnn --data ~/imagenet
 
 exit status: 0 trained, 1 the spec or the run is wrong (a non-finite loss), 2 usage
-(a bad flag, missing data), 130 interrupted (the last finished epoch is kept)
+(a bad flag, missing or unreadable data, a folder in use), 3 a run file could not be
+written (a full disk, a read-only folder; what was saved is kept), 130 Ctrl-C and 143
+SIGTERM (the last finished epoch is kept; continue with --resume)
 """
 
 
@@ -285,6 +287,9 @@ def _train_parser(commands) -> None:
                       "on --resume, the run's own data by default")
     data.add_argument("--val-fraction", type=float, metavar="F",
                       help="held out for validation when a folder has no val/ (0.1)")
+    data.add_argument("--skip-bad-images", action="store_true", default=None,
+                      help="leave out, and list, the images of a folder that cannot be "
+                      "decoded (default: stop before the run starts, naming them)")
     data.add_argument("--workers", type=int, metavar="N",
                       help="data-loading processes (0: load in the training process)")
     data.add_argument("--out", metavar="RUN_DIR",

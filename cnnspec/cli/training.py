@@ -2,13 +2,15 @@
 (`cnnspec.training`), its results -> tables or JSON, its errors -> exit statuses.
 
 Takes: parsed flags. Returns: the exit status (0, 1 a spec or run problem, 2 usage
-or data, 130 interrupted). No training logic lives here.
+or data, 3 a run file could not be written, 130 Ctrl-C, 143 SIGTERM). No training
+logic lives here.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from .common import fail, missing_modules, report, spec_params
@@ -16,6 +18,7 @@ from .common import fail, missing_modules, report, spec_params
 TRAIN_OVERRIDES = ("epochs", "batch", "lr", "weight_decay", "decay_norm_bias",
                    "label_smoothing", "clip_grad", "ema", "seed", "device", "amp",
                    "channels_last", "compile", "workers", "sync_batchnorm", "val_fraction",
+                   "skip_bad_images",
                    "weights", "freeze", "unfreeze_from", "reinit", "lr_head")
 
 
@@ -64,11 +67,7 @@ def _train_run(args, parser: argparse.ArgumentParser, argv: list[str]) -> int:
                        reporter=Reporter(sys.stderr if args.json else sys.stdout),
                        command=" ".join(["cnnspec"] + argv), **options)
     except Interrupted as stop:
-        saved = f"epochs 1-{stop.saved} are" if stop.saved else "the starting state is"
-        print(f"\ninterrupted; {saved} saved in {stop.run_dir}. "
-              f"Continue with:\n  cnnspec train {args.file} --resume {stop.run_dir}",
-              file=sys.stderr)
-        return 130
+        return _interrupted(stop, args.file)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
     if args.json:
@@ -81,11 +80,29 @@ def _train_run(args, parser: argparse.ArgumentParser, argv: list[str]) -> int:
     return 0
 
 
+def _interrupted(stop, spec_file: str) -> int:
+    """What a stopped run says: what is saved and how to go on; 128 + the signal."""
+    from ..training.signals import exit_status
+
+    how = "terminated (SIGTERM)" if stop.signal_number == signal.SIGTERM else "interrupted"
+    if stop.saved is None:
+        print(f"\n{how} before anything was saved; run the same command again to "
+              "start over", file=sys.stderr)
+    else:
+        saved = (f"epochs 1-{stop.saved} are" if stop.saved else
+                 "the starting state is")
+        print(f"\n{how}; {saved} saved in {stop.run_dir}. Continue with:\n"
+              f"  cnnspec train {spec_file} --resume {stop.run_dir}", file=sys.stderr)
+    return exit_status(stop.signal_number)
+
+
 def with_exit_status(action) -> int:
     """Run a training-backend command; its errors become one message and a status:
-    the spec 1, usage and data 2, a run that cannot go on 1."""
+    the spec 1, usage and data 2, a run that cannot go on 1, a file that cannot be
+    written 3, a stop signal before the run began 130 or 143."""
     from ..diagnostics import SpecError
-    from ..training.errors import TrainingError, UsageError
+    from ..training.errors import StorageError, TrainingError, UsageError
+    from ..training.signals import Stopped, exit_status
 
     try:
         return action()
@@ -96,6 +113,11 @@ def with_exit_status(action) -> int:
         return fail(str(problem), 2)
     except TrainingError as problem:
         return fail(str(problem), 1)
+    except StorageError as problem:
+        return fail(str(problem), 3)
+    except Stopped as stop:  # before the run folder held anything
+        print("\nstopped before training began; nothing was saved", file=sys.stderr)
+        return exit_status(stop.signal_number)
 
 
 def evaluate_or_predict(args, parser: argparse.ArgumentParser) -> int:

@@ -5,57 +5,83 @@ EMA, epoch, history, random number generators). Writes `last.ckpt` (torch.save o
 tensors and plain containers) and `weights.safetensors` (the model's state dict
 under the spec's layer names). Every file is written to a temporary name and then
 renamed over the old one, so an interruption at any instant leaves the previous
-file whole. Reading never executes pickled code: `torch.load(weights_only=True)`
+file whole, and a write that fails (a full disk) raises `StorageError`. Reading never executes pickled code: `torch.load(weights_only=True)`
 and safetensors.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import random
-import signal
-import threading
-from contextlib import contextmanager
+import shutil
 from pathlib import Path
 
 import torch
 
-from .errors import TrainingError, UsageError
+from .errors import StorageError, TrainingError, UsageError
 
 CHECKPOINT = "last.ckpt"
 WEIGHTS = "weights.safetensors"
+TEMPORARY_PREFIX = "."
+# Less free space than this after a failed write: the disk is what failed.
+FULL_DISK_BYTES = 1 << 20
 
 
 def atomic_write(path: Path, write) -> None:
-    """`write(temporary_path)`, flushed to disk, then renamed to `path`."""
+    """`write(temporary_path)`, flushed to disk, then renamed to `path`. Any failure
+    (a full disk, a read-only folder) raises `StorageError` naming `path`, and
+    leaves `path` as it was and no temporary file behind."""
     path = Path(path)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = path.with_name(f"{TEMPORARY_PREFIX}{path.name}.{os.getpid()}.tmp")
     try:
         write(temporary)
         os.chmod(temporary, 0o666 & ~_umask())
         with open(temporary, "rb") as handle:
             os.fsync(handle.fileno())
         os.replace(temporary, path)
+    except Exception as problem:
+        raise StorageError(path, _reason(problem, path.parent)) from None
     finally:
-        temporary.unlink(missing_ok=True)
+        try:
+            temporary.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
-@contextmanager
-def interrupt_deferred():
-    """Ctrl-C during the block takes effect when the block ends (main thread only)."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    received = []
-    previous = signal.signal(signal.SIGINT, lambda *_: received.append(True))
+def _reason(problem: Exception, folder: Path) -> str:
+    """The system's words for a failed write. torch.save and safetensors report a
+    full disk in their own words ("unexpected pos ..."), so a disk found full is
+    named as such."""
+    if isinstance(problem, OSError) and problem.strerror:
+        return problem.strerror
     try:
-        yield
-    finally:
-        signal.signal(signal.SIGINT, previous)
-    if received:
-        raise KeyboardInterrupt
+        if shutil.disk_usage(folder).free < FULL_DISK_BYTES:
+            return os.strerror(errno.ENOSPC)
+    except OSError:
+        pass
+    return first_sentence(str(problem)) or type(problem).__name__
+
+
+def first_sentence(text: str) -> str:
+    """The first line of a library's message, whole (never cut mid-sentence)."""
+    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
+    return lines[0] if lines else ""
+
+
+def remove_temporaries(run_dir: Path) -> list[str]:
+    """Delete what writes killed midway left in `run_dir` (`.last.ckpt.PID.tmp`);
+    call it only while holding the folder's lock. Returns the names removed."""
+    removed = []
+    for leftover in Path(run_dir).glob(f"{TEMPORARY_PREFIX}*.*.tmp"):
+        try:
+            leftover.unlink()
+            removed.append(leftover.name)
+        except OSError:
+            pass
+    return sorted(removed)
 
 
 def _umask() -> int:
@@ -112,29 +138,33 @@ def save_checkpoint(run_dir: Path, state: dict) -> None:
     atomic_write(Path(run_dir) / CHECKPOINT, lambda p: torch.save(state, p))
 
 
-def load_checkpoint(run_dir: Path, expected_hash: str) -> dict:
-    """The state in RUN_DIR/last.ckpt, checked to belong to this spec."""
+def read_checkpoint(run_dir: Path) -> dict:
+    """The state in RUN_DIR/last.ckpt, read without executing pickled code."""
     path = Path(run_dir) / CHECKPOINT
     if not Path(run_dir).is_dir():
         raise UsageError(f"cannot resume: there is no folder {run_dir}")
     if not path.is_file():
         raise UsageError(f"cannot resume: {run_dir} has no {CHECKPOINT} (a run writes "
-                         "it at the end of its first epoch)")
+                         "it before its first epoch)")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as problem:  # truncated, not a checkpoint, or unsafe pickle
         raise UsageError(f"cannot resume: {path} is not a readable checkpoint "
-                         f"({type(problem).__name__}: {str(problem).splitlines()[0]})"
+                         f"({type(problem).__name__}: {first_sentence(problem)})"
                          ) from None
     if not isinstance(state, dict) or "spec_hash" not in state:
         raise UsageError(f"cannot resume: {path} was not written by cnnspec train")
+    return state
+
+
+def check_fingerprint(state: dict, path: Path, expected_hash: str) -> None:
+    """Refuse a checkpoint trained from another network than the spec's."""
     if state["spec_hash"] != expected_hash:
         raise TrainingError(
             f"cannot resume: {path} was trained from a different network "
             f"({state.get('spec_name', '?')}, fingerprint {state['spec_hash']}; this spec "
             f"is {expected_hash}); resume with the spec and --set values of that run, "
             "or start a new run with --out")
-    return state
 
 
 def save_weights(path: Path, state_dict: dict, metadata: dict[str, str]) -> None:

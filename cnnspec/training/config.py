@@ -53,15 +53,18 @@ class RunConfig(BaseModel):
     workers: Annotated[int, Field(ge=0)] = 0
     sync_batchnorm: bool = False
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
-    # -- which entries came from the spec, which from defaults (for the printout)
+    skip_bad_images: bool = False  # leave undecodable images out instead of stopping
+    # -- which entries came from defaults, which from flags (for the printout)
     defaults_used: tuple[str, ...] = ()
+    flags: tuple[str, ...] = ()
 
 
 # Overrides that replace a recipe entry, and the ones that only set how it runs.
 RECIPE_OVERRIDES = {"epochs", "batch", "weight_decay", "label_smoothing"}
 RUN_OVERRIDES = {"seed", "device", "amp", "channels_last", "compile", "workers",
-                 "sync_batchnorm", "val_fraction", "clip_grad", "ema", "decay_norm_bias",
-                 "weights", "freeze", "unfreeze_from", "reinit", "lr_head"}
+                 "sync_batchnorm", "val_fraction", "skip_bad_images", "clip_grad", "ema",
+                 "decay_norm_bias", "weights", "freeze", "unfreeze_from", "reinit",
+                 "lr_head"}
 OVERRIDES = RECIPE_OVERRIDES | RUN_OVERRIDES | {"lr"}
 
 
@@ -81,6 +84,7 @@ def resolve(recipe: Recipe | None, **overrides) -> RunConfig:
     defaults = {"optimizer": DEFAULT_OPTIMIZER, "schedule": DEFAULT_SCHEDULE,
                 "epochs": DEFAULT_EPOCHS, "batch": DEFAULT_BATCH}
     used = tuple(k for k, v in defaults.items() if values[k] is None and k not in overrides)
+    flags = tuple(sorted(overrides))
     for key, default in defaults.items():
         if values[key] is None:
             values[key] = default
@@ -89,7 +93,8 @@ def resolve(recipe: Recipe | None, **overrides) -> RunConfig:
             update={"lr": overrides.pop("lr")})
     values.update(overrides)
     try:
-        config = RunConfig.model_validate({**values, "defaults_used": used})
+        config = RunConfig.model_validate({**values, "defaults_used": used,
+                                           "flags": flags})
     except ValidationError as problem:
         first = problem.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
@@ -105,6 +110,7 @@ def resume(saved: str, **overrides) -> RunConfig:
     (more `epochs`, another `device` or `workers`) applied on top."""
     values = json.loads(saved)
     overrides = _normalized(overrides)
+    values["flags"] = sorted(set(values.get("flags", ())) | set(overrides))
     if "lr" in overrides:
         values["optimizer"]["lr"] = overrides.pop("lr")
     values.update(overrides)

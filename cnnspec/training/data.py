@@ -10,6 +10,11 @@ message that names the file or folder and says what to do. With `tta="flip"` or
 `"ten_crop"` (evaluation's test-time augmentation), each validation item is a
 V x C x H x W stack of views instead (transforms.TTA).
 
+An image folder is checked before anything else happens: every file, train and val,
+must decode as an image (verify.py, with a progress bar on the `progress` stream for
+large folders). With `bad_images="stop"` a bad file raises `DataError` naming it;
+with `"skip"` the bad files are left out and a note lists them.
+
 Images are float tensors in [0, 1] until `normalize`, which uses ImageNet's mean and
 std (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) for 3 channels and 0.5 / 0.5 for
 1 channel (any other count: 0.5 per channel). The train pipeline applies the recipe's
@@ -31,6 +36,7 @@ from torch.utils.data import Dataset, Subset
 
 from .errors import DataError
 from .transforms import is_random, pipelines, v2_module
+from .verify import listing, reason, scan_images
 
 SOURCES = ("digits, synthetic[:N], cifar10:PATH, cifar100:PATH, an image folder PATH "
            "(PATH/train/<class>/*, optionally PATH/val/<class>/*), "
@@ -39,6 +45,7 @@ SOURCES = ("digits, synthetic[:N], cifar10:PATH, cifar100:PATH, an image folder 
 # Above this many bytes, the deterministic part of a tensor source's pipeline runs
 # per item instead of once for the whole set (CIFAR at 227x227 would need 30 GB).
 PRECOMPUTE_BYTES = 256 * 2**20
+BAD_IMAGES = ("stop", "skip")  # what open_data does with files that do not decode
 
 
 @dataclass
@@ -50,10 +57,16 @@ class Datasets:
 
 
 def open_data(source, input_shape: tuple[int, int, int], augment: tuple = (), *,
-              seed: int = 0, val_fraction: float = 0.1, tta: str = "none") -> Datasets:
+              seed: int = 0, val_fraction: float = 0.1, tta: str = "none",
+              bad_images: str = "stop", progress=None) -> Datasets:
     """The train and validation datasets of `source`, shaped for `input_shape`;
-    `tta` makes each validation image a stack of views (module docstring)."""
+    `tta` makes each validation image a stack of views, `bad_images` says what an
+    image folder's undecodable files do, and `progress` is the text stream for the
+    bar of a large folder's check (None: no bar; see the module docstring)."""
     input_shape = _checked_shape(input_shape)
+    if bad_images not in BAD_IMAGES:
+        raise DataError(f"bad_images must be one of {', '.join(BAD_IMAGES)}, "
+                        f"not {bad_images!r}")
     if not isinstance(source, str):
         return _pair(source, input_shape, augment, tta)
     if source == "digits":
@@ -68,7 +81,8 @@ def open_data(source, input_shape: tuple[int, int, int], augment: tuple = (), *,
         if scheme[1] in ("cifar10", "cifar100"):
             return _cifar(scheme[1], source[len(scheme[0]):], input_shape, augment, tta)
         raise DataError(f"unknown data source `{scheme[0]}`; valid sources: {SOURCES}")
-    return _image_folder(Path(source), input_shape, augment, seed, val_fraction, tta)
+    return _image_folder(Path(source), input_shape, augment, seed, val_fraction, tta,
+                         bad_images, progress)
 
 
 # --- Pipelines --------------------------------------------------------------------
@@ -252,9 +266,7 @@ def _load_image(path: str):
         with open(path, "rb") as f:
             return Image.open(f).convert("RGB")
     except Exception as problem:  # PIL raises many kinds; any means "unusable file"
-        reason = ("not an image PIL can decode" if type(problem).__name__ ==
-                  "UnidentifiedImageError" else str(problem) or type(problem).__name__)
-        raise DataError(f"cannot read image {path}: {reason}; "
+        raise DataError(f"cannot read image {path}: {reason(problem)}; "
                         "replace or delete the file") from None
 
 
@@ -296,62 +308,122 @@ def _class_folder_dataset(root: Path, classes: list[str], transform, allow_empty
                         "class folders") from None
 
 
-def _image_folder(path: Path, input_shape, augment, seed: int,
-                  val_fraction: float, tta: str = "none") -> Datasets:
+def _image_folder(path: Path, input_shape, augment, seed: int, val_fraction: float,
+                  tta: str = "none", bad_images: str = "stop", progress=None
+                  ) -> Datasets:
+    train_root, val_root = _folder_roots(path)
+    classes = _class_folders(train_root)
+    train_set = _class_folder_dataset(train_root, classes, None)
+    val_set = _val_folder(val_root, classes) if val_root is not None else None
+    if val_set is None and not 0 < val_fraction < 1:
+        raise DataError(f"val_fraction must lie between 0 and 1, not {val_fraction}")
+    # The recipe's errors (channels, tta) first: the scan of a large folder takes time.
+    pipelines((3, None, None), input_shape, augment, tta=tta)
+    sizes, checked = _checked_images(path, train_set, val_set, bad_images, progress)
+    image_shape, size_notes = _image_shape(sizes)
+    train_steps, val_steps, notes = pipelines(image_shape, input_shape, augment, tta=tta)
+    compose = v2_module().Compose
+    train_set.transform = compose(train_steps)
+    if val_set is not None:
+        val_set.transform = compose(val_steps)
+        train, val, how = train_set, val_set, f"{val_root.name}/ as validation"
+    else:
+        train, val = _split(train_set, compose(val_steps), path, val_fraction, seed)
+        how = f"seeded stratified split, val_fraction={val_fraction}, seed={seed}"
+    head = (f"{path.name}: {len(train):,} train / {len(val):,} val images, "
+            f"{len(classes)} classes ({how})")
+    return Datasets(train, val, classes, [head, *checked, *size_notes, *notes])
+
+
+def _folder_roots(path: Path) -> tuple[Path, Path | None]:
+    """The folder of training images (PATH/train or PATH) and of validation images
+    (PATH/val, or None to split the training images)."""
     if not path.exists():
         raise DataError(f"data folder {path} does not exist; valid sources: {SOURCES}")
     if not path.is_dir():
         raise DataError(f"{path} is a file, not a folder; valid sources: {SOURCES}")
     train_root = path / "train" if (path / "train").is_dir() else path
     val_root = path / "val" if train_root != path and (path / "val").is_dir() else None
-    classes = _class_folders(train_root)
-    train_set = _class_folder_dataset(train_root, classes, None)
-    first = train_set.samples[0][0]
-    train_steps, val_steps, notes = pipelines(
-        (3, *_image_size(first)), input_shape, augment, tta=tta)
-    compose = v2_module().Compose
-    train_set.transform = compose(train_steps)
-    if val_root is not None:
-        val = _val_folder(val_root, classes, compose(val_steps))
-        train, how = train_set, f"{val_root.name}/ as validation"
-    else:
-        if not 0 < val_fraction < 1:
-            raise DataError(f"val_fraction must lie between 0 and 1, not {val_fraction}")
-        val_set = copy.copy(train_set)
-        val_set.transform = compose(val_steps)
-        train_index, val_index = _stratified_split(train_set.targets, val_fraction, seed)
-        if not val_index:
-            raise DataError(f"{train_root} has too few images to hold out a validation "
-                            f"set; add images or a {path}/val/<class>/ folder")
-        train, val = Subset(train_set, train_index), Subset(val_set, val_index)
-        how = f"seeded stratified split, val_fraction={val_fraction}, seed={seed}"
-    head = (f"{path.name}: {len(train):,} train / {len(val):,} val images, "
-            f"{len(classes)} classes ({how})")
-    return Datasets(train, val, classes, [head, *notes])
+    return train_root, val_root
 
 
-def _val_folder(root: Path, classes: list[str], transform):
+def _split(train_set, val_transform, path: Path, val_fraction: float, seed: int):
+    """Train and validation Subsets of one folder, by a seeded stratified split."""
+    val_set = copy.copy(train_set)
+    val_set.transform = val_transform
+    train_index, val_index = _stratified_split(train_set.targets, val_fraction, seed)
+    if not val_index:
+        raise DataError(f"{train_set.root} has too few images to hold out a validation "
+                        f"set; add images or a {path}/val/<class>/ folder")
+    return Subset(train_set, train_index), Subset(val_set, val_index)
+
+
+def _val_folder(root: Path, classes: list[str]):
     extra = [e.name for e in _entries(root) if e.is_dir() and e.name not in classes]
     if extra:
         raise DataError(f"{root} has class folders that train/ lacks: {', '.join(extra)}; "
                         "train/ and val/ need the same class folders")
-    val = _class_folder_dataset(root, classes, transform, allow_empty=True)
+    val = _class_folder_dataset(root, classes, None, allow_empty=True)
     if not len(val):
         raise DataError(f"{root} has no images; add some to its class folders "
                         "or remove it to split train/ instead")
     return val
 
 
-def _image_size(path: str) -> tuple[int | None, int | None]:
-    """(H, W) of an image from its header, or (None, None) if it cannot be read
-    (the loader reports that file when an epoch reaches it)."""
-    from PIL import Image
+# --- Checking every image ---------------------------------------------------------
 
-    try:
-        with Image.open(path) as image:
-            return image.height, image.width
-    except Exception:
-        return None, None
+def _checked_images(path: Path, train_set, val_set, bad_images: str, progress):
+    """The sizes (H, W) of the folder's images, and notes: all of them decode,
+    or (`bad_images="skip"`) the ones that do not are dropped from the datasets."""
+    datasets = [d for d in (train_set, val_set) if d is not None]
+    paths = [file for dataset in datasets for file, _ in dataset.samples]
+    scan = scan_images(paths, progress)
+    if not scan.bad:
+        return scan.sizes, []
+    count = len(scan.bad)
+    them = "it" if count == 1 else "them"
+    if bad_images == "stop":
+        raise DataError(f"{count:,} of {len(paths):,} images in {path} cannot be read: "
+                        f"{listing(scan.bad, path)}; replace or delete {them}, or pass "
+                        f"--skip-bad-images to train without {them}")
+    for dataset in datasets:
+        _drop(dataset, scan.bad)
+    _check_left(train_set, val_set, count)
+    return scan.sizes, [f"skipped {count:,} of {len(paths):,} images that cannot be "
+                        f"read: {listing(scan.bad, path)}"]
+
+
+def _drop(dataset, bad: dict[str, str]) -> None:
+    """Removes the `bad` files from an ImageFolder."""
+    dataset.samples = [(file, label) for file, label in dataset.samples
+                       if file not in bad]
+    dataset.imgs = dataset.samples
+    dataset.targets = [label for _, label in dataset.samples]
+
+
+def _check_left(train_set, val_set, skipped: int) -> None:
+    """Every class keeps a training image, and val/ an image, once bad ones are out."""
+    kept = set(train_set.targets)
+    empty = [name for i, name in enumerate(train_set.classes) if i not in kept]
+    if empty:
+        raise DataError(f"with its {skipped:,} unreadable images skipped, "
+                        f"{train_set.root} has no images of {', '.join(empty)} left; "
+                        "add readable images to those class folders")
+    if val_set is not None and not val_set.samples:
+        raise DataError(f"with its {skipped:,} unreadable images skipped, "
+                        f"{val_set.root} has no images left; add readable ones or "
+                        "remove it to split train/ instead")
+
+
+def _image_shape(sizes) -> tuple[tuple, list[str]]:
+    """The images' C x H x W for `pipelines` (H and W None when they vary), and a
+    note giving the range of sizes when they vary."""
+    if len(sizes) == 1:
+        return (3, *next(iter(sizes))), []
+    heights, widths = {h for h, _ in sizes}, {w for _, w in sizes}
+    ranges = [f"{min(n)}..{max(n)}" if len(n) > 1 else str(n.pop())
+              for n in (heights, widths)]
+    return (3, None, None), [f"images are 3 x {ranges[0]} x {ranges[1]} (sizes vary)"]
 
 
 def _stratified_split(targets: list[int], val_fraction: float,

@@ -5,7 +5,9 @@ an option out of range): exit status 2. `DataError`, a kind of it: the data cann
 be used (missing folder, one class, an unreadable image, a bad source string).
 `TrainingError`: the spec or the run is wrong (output not a class vector, a class
 count that disagrees with the data, a non-finite loss, a resume from another spec):
-exit status 1. The CLI prints `str(problem)`; no traceback reaches a user.
+exit status 1. `StorageError`: a file of the run could not be written (a full
+disk, a read-only folder, no permission): exit status 3, and everything saved
+before is kept. The CLI prints `str(problem)`; no traceback reaches a user.
 """
 
 from __future__ import annotations
@@ -29,3 +31,12 @@ class DataError(UsageError):
 
 class TrainingError(Exception):
     """The spec does not fit the task, or training itself failed."""
+
+
+class StorageError(Exception):
+    """A run file could not be written; `path` is the file, `reason` the system's
+    words ("No space left on device"). The run adds what is still saved."""
+
+    def __init__(self, path, reason: str, message: str | None = None):
+        super().__init__(message or f"cannot write {path}: {reason}")
+        self.path, self.reason = path, reason

@@ -3,10 +3,11 @@
 Takes: a `Spec` or a spec path, a data source (see `data.open_data`), a run
 directory, and overrides of the spec's recipe (`config.OVERRIDES`). Returns: a
 `TrainResult` (the model with its best weights, the per-epoch history, the final
-metrics). Writes the run directory: run.json, metrics.jsonl, weights.safetensors,
-last.ckpt and curves.png (rank 0 only). Raises `UsageError`/`DataError` (exit 2),
-`TrainingError` (exit 1) or `Interrupted` (Ctrl-C, exit 130); never prints except
-through its reporter.
+metrics). Writes the run directory (rank 0 only, holding its lock, see `rundir`):
+run.json, metrics.jsonl, weights.safetensors, last.ckpt and curves.png. Raises
+`UsageError`/`DataError` (exit 2), `TrainingError` (exit 1), `StorageError` (a
+file could not be written, exit 3) or `Interrupted` (Ctrl-C or SIGTERM, exit 130
+or 143); never prints except through its reporter.
 """
 
 from __future__ import annotations
@@ -24,28 +25,30 @@ from torch.utils.data import DataLoader
 
 from .. import __version__
 from . import checkpoint as files
+from . import rundir, signals
 from .config import RunConfig, describe_optimizer, describe_schedule, resolve
-from .config import resume as resume_config
 from .data import open_data
 from .distributed import ShardSampler, World, check_sync_batchnorm, join, leave, \
     pick_device, sync_batchnorm, train_sampler
-from .errors import TrainingError, UsageError
+from .errors import StorageError, TrainingError, UsageError
 from .finetune import freeze
 from .weights import head_layers, load_weights
 from .loop import NonFiniteLoss, Trainer, unwrap
 from .optim import current_lr, make_ema, make_optimizer, make_scheduler, step_scheduler
 from .progress import Reporter, Silent, draw_curves
+from .resume import restore, resumed_config, saved_params
 
 RUN_FILE, METRICS, CURVES = "run.json", "metrics.jsonl", "curves.png"
 IN_MEMORY = "datasets given in Python"
 
 
 class Interrupted(Exception):
-    """Ctrl-C: the checkpoint of epoch `saved` (0: the starting state) is on disk."""
+    """Ctrl-C or SIGTERM (`signal_number`): the checkpoint of epoch `saved` (0: the
+    starting state) is on disk."""
 
-    def __init__(self, run_dir: Path, saved: int):
+    def __init__(self, run_dir: Path, saved: int, signal_number: int | None = None):
         super().__init__(f"interrupted after saving epoch {saved}")
-        self.run_dir, self.saved = run_dir, saved
+        self.run_dir, self.saved, self.signal_number = run_dir, saved, signal_number
 
 
 @dataclass
@@ -65,25 +68,31 @@ def train(spec, data=None, out=None, *, network=None, params=None, resume=None,
           reporter=None, verbose: bool = True, command: str | None = None,
           **overrides) -> TrainResult:
     """Train `spec` (a Spec or a path) on `data`; see the module docstring."""
-    spec, config, data, saved = _prepare(spec, data, network, params, resume, overrides)
-    world = join(config.device)
-    reporter = reporter if world.main else Silent()
-    reporter = reporter or (Reporter() if verbose else Silent())
-    try:
-        check_sync_batchnorm(config.sync_batchnorm, world.device)
-        return _Run(spec, data, config, world, reporter, command).go(
-            Path(resume) if resume is not None else _new_run_dir(out, spec.name, world),
-            saved)
-    finally:
-        reporter.close()
-        leave()
+    with signals.handled():
+        prepared = _prepare(spec, data, network, params, resume, overrides)
+        world = join(prepared.config.device)
+        reporter = reporter if world.main else Silent()
+        reporter = reporter or (Reporter() if verbose else Silent())
+        folder = None
+        try:
+            check_sync_batchnorm(prepared.config.sync_batchnorm, world.device)
+            run = _Run(prepared, world, reporter, command)
+            folder = _claim(out if resume is None else resume, run.spec.name,
+                            resume is not None, world, run.command)
+            return run.go(folder, prepared.saved)
+        finally:
+            if folder is not None:
+                folder.release()
+            reporter.close()
+            leave()
 
 
 def preflight(spec, data=None, *, nproc: int, network=None, params=None, resume=None,
               **overrides) -> None:
     """Raise what `train` would raise about the spec, the options and the data,
     before `--nproc` starts processes that would each fail with it."""
-    spec, config, data, _ = _prepare(spec, data, network, params, resume, overrides)
+    prepared = _prepare(spec, data, network, params, resume, overrides)
+    spec, config, data = prepared.spec, prepared.config, prepared.data
     _per_rank_batch(config.batch, nproc)
     check_sync_batchnorm(config.sync_batchnorm, pick_device(config.device))
     if config.weights and resume is None or config.freeze or config.unfreeze_from:
@@ -94,24 +103,43 @@ def preflight(spec, data=None, *, nproc: int, network=None, params=None, resume=
             load_weights(model, config.weights, spec, config.reinit)
         freeze(model, spec, config.freeze, config.unfreeze_from)
     open_data(data, tuple(spec.input_shape), config.augment, seed=config.seed,
-              val_fraction=config.val_fraction)
+              val_fraction=config.val_fraction, bad_images=_bad_images(config),
+              progress=sys.stderr)
 
 
-def _prepare(spec, data, network, params, resume, overrides):
+@dataclass
+class _Prepared:
+    spec: object
+    config: RunConfig
+    data: object
+    saved: dict | None      # the checkpoint, when resuming
+    changes: list[str]      # what the flags given on resuming change
+
+
+def _prepare(spec, data, network, params, resume, overrides) -> _Prepared:
     """The checked spec, the run's configuration, the data source, and the saved
-    state when resuming."""
-    spec = _load_spec(spec, network, params or {})
-    saved = None
-    if resume is not None:
-        saved = files.load_checkpoint(Path(resume), files.spec_hash(spec))
-        config = resume_config(saved["config"], **overrides)
-        data = data if data is not None else _recorded_data(Path(resume))
-    else:
+    state when resuming: a resumed run is rebuilt with its own parameters
+    (`classes` taken from the data included), then the `--set` values given now."""
+    if resume is None:
+        spec = _load_spec(spec, network, params or {})
+        saved, changes = None, []
         config = resolve(spec.recipe, **overrides)
+    else:
+        saved = files.read_checkpoint(Path(resume))
+        spec = _load_spec(spec, network, {**saved_params(saved, Path(resume)),
+                                          **(params or {})})
+        files.check_fingerprint(saved, Path(resume) / files.CHECKPOINT,
+                                files.spec_hash(spec))
+        config, changes = resumed_config(saved, Path(resume), overrides)
+        data = data if data is not None else _recorded_data(Path(resume))
     if data is None:
         raise UsageError("no data to train on: give data='digits', 'synthetic', "
                          "'cifar10:PATH', an image folder, or a (train, val) pair")
-    return spec, config, data, saved
+    return _Prepared(spec, config, data, saved, changes)
+
+
+def _bad_images(config: RunConfig) -> str:
+    return "skip" if config.skip_bad_images else "stop"
 
 
 def _per_rank_batch(batch: int, processes: int) -> int:
@@ -152,40 +180,27 @@ def _load_spec(spec, network, params):
     return load(spec, network=network, **params)
 
 
-def _new_run_dir(out, name: str, world: World) -> Path:
-    """`out` as given, or runs/NAME, runs/NAME-2, ... (the first that is free)."""
-    if out is not None:
-        path = Path(out)
-        if (path / files.CHECKPOINT).exists():
-            raise UsageError(f"{path} already holds a run; continue it with --resume "
-                             f"{path}, or choose another --out")
-    else:
-        path, n = Path("runs") / name, 1
-        while path.exists():
-            n += 1
-            path = Path("runs") / f"{name}-{n}"
-    if world.size > 1:  # every rank must agree on the folder rank 0 makes
-        import torch.distributed as dist
-
-        chosen = [str(path)]
-        dist.broadcast_object_list(chosen, src=0)
-        path = Path(chosen[0])
+def _claim(out, name: str, resume: bool, world: World, command: str
+           ) -> rundir.RunFolder:
+    """The run folder, claimed by rank 0 (see `rundir`); every rank learns which
+    folder it is, or the error that refused it."""
+    folder, problem = None, None
     if world.main:
         try:
-            path.mkdir(parents=True, exist_ok=True)
-        except OSError as problem:
-            raise UsageError(f"cannot make the run folder {path}: "
-                             f"{problem.strerror or problem}") from None
-    return path
+            folder = rundir.claim(out, name, resume, True, command)
+        except (UsageError, StorageError) as error:
+            problem = error
+    if world.size > 1:
+        import torch.distributed as dist
 
-
-def _set_base_lr(optimizer, scheduler, lr: float) -> None:
-    """Resumed with another --lr: the schedule goes on from the new base rate."""
-    for group in optimizer.param_groups:
-        group["lr"] = group["initial_lr"] = lr
-    for inner in [scheduler] + list(getattr(scheduler, "_schedulers", [])):
-        if hasattr(inner, "base_lrs"):
-            inner.base_lrs = [lr] * len(optimizer.param_groups)
+        shared = [str(folder.path) if folder else None, problem]
+        dist.broadcast_object_list(shared, src=0)
+        if not world.main:
+            folder = rundir.RunFolder(Path(shared[0]), []) if shared[0] else None
+            problem = shared[1]
+    if problem is not None:
+        raise problem
+    return folder
 
 
 def _seed_everything(seed: int) -> None:
@@ -199,12 +214,16 @@ def _seed_everything(seed: int) -> None:
 class _Run:
     """One training run from its first (or resumed) epoch to its last."""
 
-    def __init__(self, spec, data, config: RunConfig, world: World, reporter, command):
+    def __init__(self, prepared: _Prepared, world: World, reporter, command):
+        config, data = prepared.config, prepared.data
         self.config, self.world, self.reporter = config, world, reporter
+        self.changes = prepared.changes
         self.command = command or " ".join(sys.argv)
-        self.datasets = open_data(data, tuple(spec.input_shape), config.augment,
-                                  seed=config.seed, val_fraction=config.val_fraction)
-        self.spec = self._fit_classes(spec)
+        self.datasets = open_data(
+            data, tuple(prepared.spec.input_shape), config.augment, seed=config.seed,
+            val_fraction=config.val_fraction, bad_images=_bad_images(config),
+            progress=sys.stderr if isinstance(reporter, Reporter) else None)
+        self.spec = self._fit_classes(prepared.spec)
         self.data_name = data if isinstance(data, str) else IN_MEMORY
 
     def _fit_classes(self, spec):
@@ -252,14 +271,22 @@ class _Run:
         return model
 
     def _freeze(self, model) -> None:
+        """Freeze what the flags name; say how many parameters train whenever some
+        do not (the spec's `frozen { }` included)."""
         config = self.config
-        if not (config.freeze or config.unfreeze_from):
-            return
-        names = freeze(model, self.spec, config.freeze, config.unfreeze_from)
+        names = []
+        if config.freeze or config.unfreeze_from:
+            names = freeze(model, self.spec, config.freeze, config.unfreeze_from)
         trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
         total = sum(p.numel() for p in model.parameters())
-        self.reporter.note(f"frozen: {len(names)} layers ({names[0]} ... {names[-1]}); "
-                           f"{trainable:,} of {total:,} parameters train")
+        if names:
+            self.reporter.note(f"frozen: {len(names)} layers ({names[0]} ... "
+                               f"{names[-1]}); {trainable:,} of {total:,} parameters "
+                               "train")
+        elif trainable < total:
+            self.reporter.note(f"frozen by the spec's `frozen {{ }}`: "
+                               f"{total - trainable:,} parameters; {trainable:,} of "
+                               f"{total:,} parameters train")
 
     def _loaders(self):
         per_rank = _per_rank_batch(self.config.batch, self.world.size)
@@ -276,9 +303,11 @@ class _Run:
                          self.world), num_workers=self.config.workers, pin_memory=pin)
         return train, val
 
-    def _announce(self, run_dir: Path, resumed_from: int | None) -> None:
+    def _announce(self, run_dir: Path, resumed_from: int | None, folder_notes) -> None:
         c, note = self.config, self.reporter.note
         from_spec = "default" if "optimizer" in c.defaults_used else "spec"
+        if "lr" in c.flags:
+            from_spec += ", lr from --lr"
         note(f"{self.spec.name}: {self.spec.params:,} parameters, input "
              f"{'x'.join(map(str, self.spec.input_shape))}, "
              f"{self.spec.output_shape[0]} classes")
@@ -297,10 +326,44 @@ class _Run:
         note(f"device: {self.world.device}{world}, amp {c.amp}, seed {c.seed}; run "
              f"folder {run_dir}" + (f" (resuming after epoch {resumed_from})"
                                     if resumed_from is not None else ""))
+        for line in [*folder_notes, *self.changes]:
+            note(f"resume: {line}" if line in self.changes else line)
 
     # -- the run
-    def go(self, run_dir: Path, saved: dict | None) -> TrainResult:
-        self._announce(run_dir, saved["epoch"] if saved else None)
+    def go(self, folder: rundir.RunFolder, saved: dict | None) -> TrainResult:
+        run_dir = self.run_dir = folder.path
+        self.saved = saved["epoch"] if saved is not None else None
+        self._announce(run_dir, self.saved, folder.notes)
+        try:
+            return self._train(saved)
+        except NonFiniteLoss as problem:
+            raise TrainingError(f"{problem}; training stopped, {self._kept()} is kept. "
+                                "Lower the learning rate (--lr) or clip gradients "
+                                "(--clip-grad 1.0)") from None
+        except StorageError as problem:
+            raise StorageError(problem.path, problem.reason, (
+                f"cannot write {problem.path}: {problem.reason}; {self._kept()} is "
+                "kept. Free space (or make the folder writable), then continue with "
+                f"--resume {run_dir}")) from None
+        except KeyboardInterrupt:
+            raise Interrupted(run_dir, self.saved, signals.received()) from None
+        except Exception:
+            # A peer process stopped by the same signal breaks a collective here
+            # before our own handler runs: that is the signal, not a failure.
+            if signals.received() is not None:
+                raise Interrupted(run_dir, self.saved, signals.received()) from None
+            raise
+
+    def _kept(self) -> str:
+        """What is on disk to resume from, in words."""
+        where = self.run_dir / files.CHECKPOINT
+        if self.saved is None:
+            return f"nothing was saved yet in {self.run_dir}"
+        if self.saved == 0:
+            return f"the checkpoint of the starting weights in {where}"
+        return f"the checkpoint of epoch {self.saved} in {where}"
+
+    def _train(self, saved: dict | None) -> TrainResult:
         model = self._build(fresh=saved is None)
         config = self.config
         optimizer = make_optimizer(self.plain, config, frozenset(head_layers(self.spec))
@@ -312,39 +375,29 @@ class _Run:
         aux = getattr(self.plain, "aux_weights", {})
         trainer = Trainer(model, optimizer, self.world.device, config, aux, ema, scaler)
         train_loader, val_loader = self._loaders()
-        history, start = [], 1
+        self.history, start = [], 1
         if saved is not None:
-            history, start = self._restore(saved, optimizer, scheduler, scaler, ema)
-        self.run_dir, self.history = run_dir, history
+            self.history, start = restore(saved, self.plain, optimizer, scheduler, scaler,
+                                          ema, config)
+            files.set_rng_state(saved["rng"])
         self.best_state = saved["best"] if saved is not None else None
         if self.world.main:
             self._write_run_file(saved is not None)
-            if saved is not None:  # a fresh run writes it with checkpoint 0, below
-                files.write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n"
-                                                             for r in history))
-        epoch, self.saved = start, start - 1
-        try:
-            if saved is None and self.world.main:
-                # The starting state is checkpoint 0, so a run stopped in its first
-                # epoch can be resumed too (and ends as if it had never stopped).
-                with files.interrupt_deferred():
+            with signals.deferred():  # a save is never cut short
+                if saved is None:
+                    # The starting state is checkpoint 0, so a run stopped in its
+                    # first epoch can be resumed too (and ends as if never stopped).
                     self._save(0, optimizer, scheduler, scaler, ema)
-            for epoch in range(start, config.epochs + 1):
-                self._epoch(epoch, trainer, train_loader, val_loader, scheduler, ema)
-                self._keep_best(epoch, ema)
-                if self.world.main:
-                    with files.interrupt_deferred():  # a save is never cut short
-                        self._save(epoch, optimizer, scheduler, scaler, ema)
-                        self.saved = epoch
-        except KeyboardInterrupt:
-            raise Interrupted(run_dir, self.saved) from None
-        except NonFiniteLoss as problem:
-            kept = (f"the checkpoint of epoch {epoch - 1}" if epoch > 1
-                    else "the checkpoint of the starting weights")
-            raise TrainingError(f"{problem}; training stopped, {kept} in "
-                                f"{run_dir / files.CHECKPOINT} is kept. Lower the "
-                                "learning rate (--lr) or clip gradients (--clip-grad 1.0)"
-                                ) from None
+                    self.saved = 0
+                else:
+                    files.write_text(self.run_dir / METRICS, self._metrics_text())
+        for epoch in range(start, config.epochs + 1):
+            self._epoch(epoch, trainer, train_loader, val_loader, scheduler, ema)
+            self._keep_best(epoch, ema)
+            if self.world.main:
+                with signals.deferred():
+                    self._save(epoch, optimizer, scheduler, scaler, ema)
+                    self.saved = epoch
         return self._result()
 
     def _epoch(self, epoch, trainer, train_loader, val_loader, scheduler, ema) -> None:
@@ -388,6 +441,7 @@ class _Run:
                 "epoch": str(epoch), "val_top1": f"{best['val_top1']:.6f}"})
         files.save_checkpoint(run_dir, {
             "spec_name": self.spec.name, "spec_hash": files.spec_hash(self.spec),
+            "params": dict(self.spec.overrides),
             "config": self.config.model_dump_json(), "epoch": epoch,
             "history": self.history, "model": self.plain.state_dict(),
             "best": self.best_state,
@@ -396,25 +450,13 @@ class _Run:
             "scaler": scaler.state_dict() if scaler is not None else {},
             "ema": ema.state_dict() if ema is not None else {},
             "rng": files.rng_state()})
-        files.write_text(run_dir / METRICS, "".join(json.dumps(r) + "\n"
-                                                     for r in self.history))
+        files.write_text(run_dir / METRICS, self._metrics_text())
         if self.history:
             draw_curves(self.history, run_dir / CURVES,
                         f"{self.spec.name} on {self.data_name}")
 
-    def _restore(self, saved, optimizer, scheduler, scaler, ema):
-        self.plain.load_state_dict(saved["model"])
-        optimizer.load_state_dict(saved["optimizer"])
-        if scheduler is not None:
-            scheduler.load_state_dict(saved["scheduler"])
-        if scaler is not None and saved["scaler"]:
-            scaler.load_state_dict(saved["scaler"])
-        if ema is not None and saved["ema"]:
-            ema.load_state_dict(saved["ema"])
-        if json.loads(saved["config"])["optimizer"]["lr"] != self.config.optimizer.lr:
-            _set_base_lr(optimizer, scheduler, self.config.optimizer.lr)
-        files.set_rng_state(saved["rng"])
-        return list(saved["history"]), saved["epoch"] + 1
+    def _metrics_text(self) -> str:
+        return "".join(json.dumps(row) + "\n" for row in self.history)
 
     def _write_run_file(self, resumed: bool) -> None:
         path = self.run_dir / RUN_FILE
