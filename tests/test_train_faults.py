@@ -235,6 +235,28 @@ def test_sigterm_keeps_the_finished_epochs_and_resumes_exactly(cli, tmp_path,
     _assert_same_weights(whole, run)
 
 
+def test_sigterm_stops_every_rank_of_a_multi_process_run(cli, tmp_path, small_spec):
+    run = tmp_path / "run"
+    process = _start("train", small_spec, "--data", "digits", "--nproc", "2",
+                     "--epochs", "30", "--out", run)
+    _wait_for(lambda: (run / "metrics.jsonl").exists() and len(_rows(run)) >= 1, process)
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=120)
+    assert process.returncode == 143, err
+    assert "Traceback" not in err and "death signal" not in err
+    assert err.count("terminated (SIGTERM)") == 1  # rank 0 speaks for the run
+    saved = _checkpoint(run)["epoch"]
+    assert f"epochs 1-{saved} are saved" in err
+    # no rank is left behind holding the folder
+    ranks = subprocess.run(["pgrep", "-f", f"--out {run}"], capture_output=True)
+    assert ranks.stdout == b""
+    resumed = _start("train", small_spec, "--resume", run, "--nproc", "2",
+                     "--epochs", str(saved + 1))
+    out, err = resumed.communicate(timeout=300)
+    assert resumed.returncode == 0, err
+    assert [r["epoch"] for r in _rows(run)] == list(range(1, saved + 2))
+
+
 def test_sigterm_during_the_first_save_finishes_it(tmp_path, small_spec, monkeypatch):
     import cnnspec
     from cnnspec.training import checkpoint

@@ -84,6 +84,8 @@ def _interrupted(stop, spec_file: str) -> int:
     """What a stopped run says: what is saved and how to go on; 128 + the signal."""
     from ..training.signals import exit_status
 
+    if int(os.environ.get("RANK", "0")) != 0:  # rank 0 speaks for the run
+        return exit_status(stop.signal_number)
     how = "terminated (SIGTERM)" if stop.signal_number == signal.SIGTERM else "interrupted"
     if stop.saved is None:
         print(f"\n{how} before anything was saved; run the same command again to "

@@ -10,8 +10,6 @@ code path, no process group.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from dataclasses import dataclass
 
 import torch
@@ -117,14 +115,32 @@ def check_sync_batchnorm(wanted: bool, device: torch.device) -> None:
 
 
 def launch(argv: list[str], nproc: int) -> int:
-    """Run `cnnspec ARGV` in `nproc` processes on this machine through torchrun.
+    """Run `cnnspec ARGV` in `nproc` processes on this machine through torchrun's
+    launcher, in this process, so that a stop signal reaches it here: SIGTERM or
+    Ctrl-C is passed on to every rank (each saves and stops as one process does)
+    and the status is 128 + the signal. A rank that fails gives its own status.
     Multi-node runs call torchrun directly (see docs/training.md)."""
-    command = [sys.executable, "-m", "torch.distributed.run", "--standalone",
-               f"--nproc-per-node={nproc}", "-m", "cnnspec", *argv]
+    import logging
+
+    from torch.distributed.elastic.multiprocessing.api import SignalException
+    from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
+    from torch.distributed.run import get_args_parser, run
+
     # torchrun would set one thread per process and say so; share the cores instead.
-    threads = str(max(1, (os.cpu_count() or 1) // nproc))
-    environment = {"OMP_NUM_THREADS": threads, **os.environ}
+    os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
+    # The ranks say what happened; the launcher's own log lines would only repeat it
+    # (each of its modules' loggers sets its own level, so each is quieted).
+    for name in list(logging.root.manager.loggerDict):
+        if name.startswith("torch.distributed"):
+            logging.getLogger(name).setLevel(logging.ERROR)
+    options = get_args_parser().parse_args(
+        ["--standalone", f"--nproc-per-node={nproc}", "-m", "cnnspec", *argv])
     try:
-        return subprocess.call(command, env=environment)
-    except KeyboardInterrupt:
-        return 130
+        run(options)
+    except SignalException as stop:
+        return 128 + int(stop.sigval)
+    except ChildFailedError as failed:
+        _, failure = failed.get_first_failure()
+        code = failure.exitcode
+        return 128 - code if code < 0 else code  # a rank killed by signal N: -N
+    return 0

@@ -38,6 +38,8 @@ def exit_status(signal_number: int | None) -> int:
 
 
 def _stop(number, _frame) -> None:
+    if _received:  # a second signal (a launcher passing ours on): already stopping
+        return
     _received.append(number)
     raise Stopped(number)
 
