@@ -343,8 +343,8 @@ class _Run:
         except StorageError as problem:
             raise StorageError(problem.path, problem.reason, (
                 f"cannot write {problem.path}: {problem.reason}; {self._kept()} is "
-                "kept. Free space (or make the folder writable), then continue with "
-                f"--resume {run_dir}")) from None
+                "kept. Free space (or make the folder writable), then continue with: "
+                f"cnnspec train {self.spec.path or 'SPEC'} --resume {run_dir}")) from None
         except KeyboardInterrupt:
             raise Interrupted(run_dir, self.saved, signals.received()) from None
         except Exception:
