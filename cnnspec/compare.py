@@ -11,7 +11,9 @@ proportional to activation memory. Every label is placed where it covers no othe
 
 Accuracies come from an `--accuracy` CSV (`read_accuracies`) or, for a spec named
 after a torchvision model, from torchvision's weight metadata (`torchvision_top1`,
-imported only then: the table alone needs neither torch nor torchvision).
+imported only for a 1000-class classifier of 3xHxH images: the table of other
+networks needs neither torch nor torchvision). Where one is known, the table, the
+JSON and the chart all show it.
 """
 
 from __future__ import annotations
@@ -60,8 +62,9 @@ def weighted_depth(spec) -> int:
 def compare(specs, accuracies: dict[str, tuple[float, str]] | None = None,
             torchvision: bool = False) -> Comparison:
     """One row per spec. `accuracies` (from `read_accuracies`) are looked up by the
-    network's name, then the file's; with `torchvision`, a spec named after a
-    torchvision model gets the top-1 of its pretrained weights."""
+    network's name, then the file's; with `torchvision` (as `cnnspec compare` always
+    asks), a spec named after a torchvision model gets the top-1 of its pretrained
+    weights."""
     accuracies = accuracies or {}
     rows = []
     for spec in specs:
@@ -172,16 +175,21 @@ def torchvision_top1(spec) -> tuple[float, str] | None:
 
 
 def table(comparison: Comparison):
-    """The comparison as a rich Table; a Top-1 column when any accuracy is known."""
+    """The comparison as a rich Table; a Top-1 column when any accuracy is known,
+    its sources named in the caption."""
     from rich.table import Table
 
     from .summary import human, human_bytes, rf_text
 
     accuracy = any(row.top1 is not None for row in comparison.networks)
+    sources = dict.fromkeys(row.top1_source or "given" for row in comparison.networks
+                            if row.top1 is not None)
     grid = Table(title="Eval-mode cost per image", title_justify="left",
                  header_style="bold", caption_justify="left",
                  caption="RF: receptive field before the global pool. Depth: "
-                 + DEPTH_MEANING + ".")
+                 + DEPTH_MEANING + "."
+                 + (" Top-1 from " + ", ".join(sources) + "."
+                    if accuracy else ""))
     columns = ["Network", "Params", "MACs", "Activations", "RF", "Depth"]
     for column in columns + (["Top-1"] if accuracy else []):
         grid.add_column(column, justify="left" if column == "Network" else "right")

@@ -216,3 +216,30 @@ def test_scan_reports_sizes_and_reasons(tmp_path):
     assert scan.sizes == {(5, 7)}
     assert scan.bad[paths[1]] == "truncated: the file ends before the image does"
     assert scan.bad[paths[2]] == "not an image PIL can decode"
+
+
+def test_skip_bad_images_is_part_of_the_run(cli, tmp_path):
+    """A run that left bad images out keeps doing so: its evaluation splits the folder
+    as it did (so no training image is scored as validation), and a resume may not
+    change the choice."""
+    for name in ("a", "b"):
+        _images(tmp_path / "data" / "train" / name, 6)
+    (tmp_path / "data" / "train" / "b" / "broken.png").write_bytes(b"not a png")
+    spec = tmp_path / "tiny.cnn"
+    spec.write_text(TINY)
+    run = tmp_path / "run"
+    trained = cli("train", spec, "--data", tmp_path / "data", "--batch", "4",
+                  "--epochs", "1", "--val-fraction", "0.25", "--skip-bad-images",
+                  "--out", run)
+    assert trained.returncode == 0, trained.stderr
+    assert "skipped 1 of 13 images" in trained.stdout
+    scored = cli("evaluate", spec, "--weights", run / "weights.safetensors", "--json")
+    assert scored.returncode == 0, scored.stderr
+    import json
+    import re
+
+    held_out = int(re.search(r"(\d+) val images", trained.stdout)[1])
+    assert json.loads(scored.stdout)["images"] == held_out  # the run's own split
+    refused = cli("train", spec, "--resume", run, "--epochs", "2", "--val-fraction",
+                  "0.5")
+    assert refused.returncode == 2 and "--val-fraction cannot change" in refused.stderr

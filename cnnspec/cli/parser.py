@@ -140,9 +140,9 @@ def build_parser() -> argparse.ArgumentParser:
     compare.add_argument("-o", "--output", metavar="OUT",
                          help="also draw the chart: .png, .svg or .pdf")
     compare.add_argument("--accuracy", metavar="CSV",
-                         help="top-1 accuracies (%%) for the chart: a CSV file with the "
-                         "header spec,top1 (spec: the network's or the file's name); "
-                         "it overrides torchvision's")
+                         help="top-1 accuracies (%%) for the table and the chart: a CSV "
+                         "file with the header spec,top1 (spec: the network's or the "
+                         "file's name); it overrides torchvision's")
     compare.add_argument("--json", action="store_true", help="print JSON instead of a table")
     graph = spec_command("graph", "write the layer graph with every layer's shape and "
                          "cost, for networkx and other graph tools")
@@ -245,7 +245,8 @@ The table: eval-mode cost per image. Params and MACs (multiply-accumulates) leav
 auxiliary heads out; Activations is every layer's output; RF is the receptive field of
 the features before the network pools globally; Depth is the number of conv and
 linear layers on the longest input-to-output path, the way papers count depth
-(ResNet-50: 50, VGG-16: 16, GoogLeNet: 22).
+(ResNet-50: 50, VGG-16: 16, GoogLeNet: 22); Top-1, where a top-1 accuracy is known
+(as below), is in the table and --json whether or not -o draws the chart.
 
 The chart (-o): top-1 accuracy against MACs, bubble area proportional to parameters,
 for the networks whose ImageNet top-1 is known: from torchvision's weights when the

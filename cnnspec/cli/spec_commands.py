@@ -246,9 +246,10 @@ def compare_command(args, parser: argparse.ArgumentParser) -> int:
     except SpecError as problem:
         report(problem, sys.stderr)
         return 1
-    # torchvision's accuracies are for the chart; it is imported only when a spec
-    # could be one of its models (a 1000-class 3xHxH classifier)
-    comparison = compare(specs, accuracies=accuracies, torchvision=bool(args.output))
+    # torchvision's accuracies go in the table, the JSON and the chart alike;
+    # torchvision is imported only when a spec could be one of its models (a
+    # 1000-class classifier of 3xHxH images)
+    comparison = compare(specs, accuracies=accuracies, torchvision=True)
     if args.json:
         print(comparison.model_dump_json(indent=2))
     else:

@@ -160,16 +160,20 @@ def _evaluate(args, options: dict) -> int:
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     for note in report.notes:
-        console.print(f"data: {note}")
+        console.print(f"data: {note}", markup=False)
     ensemble = f", an ensemble of {len(report.members)}" if report.members else ""
     console.print(f"{report.spec} on {report.data}: {report.images:,} validation "
-                  f"images, tta {report.tta}{ensemble}")
-    scores = Table("weights", "top-1", "top-5", "loss")
+                  f"images, tta {report.tta}{ensemble}", markup=False)
+    top5 = report.top5 is not None  # None with 5 or fewer classes (a note says why)
+
+    def cells(score) -> list[str]:
+        return [f"{score.top1:.2%}", *([f"{score.top5:.2%}"] if top5 else []),
+                f"{score.loss:.4f}"]
+
+    scores = Table("weights", "top-1", *(["top-5"] if top5 else []), "loss")
     for member in report.members:
-        scores.add_row(member.weights, f"{member.top1:.2%}", f"{member.top5:.2%}",
-                       f"{member.loss:.4f}")
-    scores.add_row("ensemble" if report.members else args.weights[0],
-                   f"{report.top1:.2%}", f"{report.top5:.2%}", f"{report.loss:.4f}",
+        scores.add_row(member.weights, *cells(member))
+    scores.add_row("ensemble" if report.members else args.weights[0], *cells(report),
                    style="bold" if report.members else None)
     console.print(scores)
     console.print(_per_class_table(report))

@@ -16,6 +16,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import shutil
 from pathlib import Path
 
@@ -65,10 +66,24 @@ def _reason(problem: Exception, folder: Path) -> str:
     return first_sentence(str(problem)) or type(problem).__name__
 
 
-def first_sentence(text: str) -> str:
-    """The first line of a library's message, whole (never cut mid-sentence)."""
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else ""
+# A terminal's colour and style codes (torch.load's refusal prints one in bold).
+ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]")
+# Where a sentence ends: a full stop, ! or ? before a space and a capital (not the
+# dots of torch.nn.Linear, a URL or a decimal), or a line break.
+SENTENCE_END = re.compile(r"(?<=[.!?])[ \t]+(?=[A-Z`'\"(\[])|[ \t]*\n\s*")
+
+
+def first_sentence(problem) -> str:
+    """The first sentence of a library's message (an exception or its text), whole
+    (never cut mid-sentence), without terminal escape codes, and without its full
+    stop so that it reads inside our own sentence. For torch.load's weights-only
+    refusal, whose first sentences are advice about `weights_only=False`, it is the
+    reason torch gives after "WeightsUnpickler error:" ("Unsupported global: GLOBAL
+    x.Y was not an allowed global by default"). Empty when the message is."""
+    text = ANSI_ESCAPE.sub("", str(problem))
+    reason = text.partition("WeightsUnpickler error:")[2].strip()
+    text = (reason or text.removeprefix("Weights only load failed.")).strip()
+    return SENTENCE_END.split(text, maxsplit=1)[0].strip().removesuffix(".")
 
 
 def remove_temporaries(run_dir: Path) -> list[str]:

@@ -5,7 +5,9 @@ Takes: a spec (a `Spec` or a path), one or more weights files (the
 network) and a data source (`evaluate`, its validation split) or image files
 (`predict`). Returns: an `EvaluationReport` (top-1, top-5, loss, per-class accuracy,
 the confusion matrix; each member's figures for an ensemble) or one `Prediction`
-per image. `draw_confusion` writes the confusion matrix as an image (matplotlib).
+per image. Top-5 is None, with a note saying why, when the network scores 5 or
+fewer classes: then every true class is among the top 5. `draw_confusion` writes
+the confusion matrix as an image (matplotlib).
 
 Several weights files make an ensemble that averages the members' softmax, as
 Krizhevsky et al. (2012) averaged five networks. Test-time augmentation averages the
@@ -15,7 +17,8 @@ negative log of the averaged probability of the true class: the cross-entropy, f
 one model and one view.
 
 Weights from a run folder bring its run.json: the class names, the `--set` values
-(so that `classes` fits the weights), the data source and the split's seed. Images
+(so that `classes` fits the weights), the data source, the split's seed and whether
+undecodable images were left out (`--skip-bad-images`). Images
 go through the recipe's deterministic validation pipeline (data.py, transforms.py).
 Raises `UsageError`, `DataError` and `WeightsError` (exit status 2) and
 `TrainingError` (exit status 1) with one-line messages; never prints.
@@ -35,6 +38,7 @@ from torch.utils.data import DataLoader
 from .data import _load_image, open_data
 from .distributed import pick_device
 from .errors import DataError, UsageError
+from .loop import TOP_K, reports_top5, top5_note
 from .run import IN_MEMORY, RUN_FILE, check_classifier
 from .transforms import TTA, pipelines, v2_module
 from .weights import OPTIONAL, WeightsError, WeightsReport, compare, read_state_dict
@@ -46,7 +50,7 @@ class MemberScore(BaseModel):
     """One member of an ensemble, scored on its own."""
     weights: str
     top1: float
-    top5: float
+    top5: float | None  # None with 5 or fewer classes
     loss: float
 
 
@@ -57,7 +61,7 @@ class EvaluationReport(BaseModel):
     images: int
     classes: list[str]
     top1: float
-    top5: float
+    top5: float | None                   # None with 5 or fewer classes
     loss: float
     per_class: dict[str, float | None]   # None: no image of that class in the data
     confusion: list[list[int]]           # rows: the true class; columns: predicted
@@ -81,9 +85,11 @@ class Prediction(BaseModel):
 def evaluate(spec, weights, data=None, *, tta: str = "none", batch: int = 64,
              device: str = "auto", workers: int = 0, network: str | None = None,
              params: dict | None = None, seed: int | None = None,
-             val_fraction: float | None = None) -> EvaluationReport:
+             val_fraction: float | None = None,
+             skip_bad_images: bool | None = None) -> EvaluationReport:
     """Score `weights` (one file, or several for an ensemble) on the validation split
-    of `data` (default: the data of the weights' run)."""
+    of `data` (default: the data of the weights' run, split as that run split it,
+    undecodable images left out when the run left them out)."""
     paths = _weights_paths(weights)
     _check_options(tta, batch)
     record = _run_record(paths)
@@ -93,7 +99,9 @@ def evaluate(spec, weights, data=None, *, tta: str = "none", batch: int = 64,
     datasets = open_data(data, tuple(spec.input_shape), _augment(spec),
                          seed=_first(seed, config.get("seed"), 0),
                          val_fraction=_first(val_fraction, config.get("val_fraction"), 0.1),
-                         tta=tta)
+                         tta=tta, bad_images="skip" if _first(
+                             skip_bad_images, config.get("skip_bad_images"), False)
+                         else "stop")
     notes = list(datasets.notes)
     spec = _fit_data_classes(spec, datasets.classes, record, data, notes)
     classes = _class_names(datasets.classes, record, spec.output_shape[0], notes)
@@ -371,7 +379,7 @@ class _Scores:
         self.confusion = torch.zeros(classes, classes, dtype=torch.int64)
 
     def add(self, log_probs: torch.Tensor, labels: torch.Tensor) -> None:
-        top = log_probs.topk(min(5, self.classes), dim=1).indices
+        top = log_probs.topk(min(TOP_K, self.classes), dim=1).indices
         hits = top == labels[:, None]
         self.top1 += int(hits[:, 0].sum())
         self.top5 += int(hits.any(1).sum())
@@ -381,9 +389,11 @@ class _Scores:
                                          minlength=self.classes ** 2
                                          ).view(self.classes, self.classes)
 
-    def rates(self) -> tuple[float, float, float]:
+    def rates(self) -> tuple[float, float | None, float]:
+        """Top-1, top-5 (None with 5 or fewer classes) and the mean loss."""
         count = max(self.count, 1)
-        return self.top1 / count, self.top5 / count, self.loss / count
+        top5 = self.top5 / count if reports_top5(self.classes) else None
+        return self.top1 / count, top5, self.loss / count
 
 
 def _score(models, loader, classes: int, device) -> tuple[list[_Scores], _Scores]:
@@ -411,6 +421,8 @@ def _report(spec, data, tta, classes, paths, members, ensemble, notes
     scored = [MemberScore(weights=str(path), **dict(zip(("top1", "top5", "loss"),
                                                         scores.rates())))
               for path, scores in zip(paths, members)] if len(paths) > 1 else []
+    if top5 is None:
+        notes = notes + [top5_note(len(classes))]
     return EvaluationReport(
         spec=spec.name, data=data if isinstance(data, str) else IN_MEMORY, tta=tta,
         images=ensemble.count, classes=classes, top1=top1, top5=top5, loss=loss,

@@ -5,6 +5,10 @@ run's settings. Returns: the epoch's sums as plain numbers (`EpochStats`). Auxil
 heads (a `TrainingHeads` model returns a named tuple in training) add their weighted
 losses; mixed precision goes through `torch.autocast` and, for fp16, a GradScaler.
 A non-finite loss raises `NonFiniteLoss` before the optimizer steps on it.
+
+Top-5 accuracy is measured only when the network scores more than 5 classes
+(`reports_top5`): with 5 or fewer the true class is always among the 5 highest
+scores, and top-5 would read 100% whatever the weights. It is None otherwise.
 """
 
 from __future__ import annotations
@@ -19,6 +23,25 @@ from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
+TOP_K = 5  # the k of top-k accuracy, as ImageNet reports it
+
+
+def reports_top5(classes: int) -> bool:
+    """Whether top-5 accuracy means anything for `classes` class scores: only with
+    more than 5 (with 5 or fewer it is 100% whatever the network does)."""
+    return classes > TOP_K
+
+
+def top5_note(classes: int | None = None) -> str:
+    """The one line that says why top-5 is missing: from an evaluation of `classes`
+    classes, or (None) from a training run's epochs."""
+    if classes is None:
+        return ("top-5 is not reported with 5 or fewer classes: the true class is "
+                "always among the 5 highest scores (val_top5 is null in metrics.jsonl "
+                "and --json)")
+    return (f"top-5 is not reported: the data has {classes} "
+            f"{'class' if classes == 1 else 'classes'}, so the true class is always "
+            "among the 5 highest scores (top5 is null in --json)")
 
 
 class NonFiniteLoss(Exception):
@@ -31,7 +54,7 @@ class NonFiniteLoss(Exception):
 class EpochStats:
     loss: float
     top1: float
-    top5: float
+    top5: float | None  # None: not measured (training, or 5 or fewer classes)
     images: int
     seconds: float
 
@@ -112,7 +135,7 @@ class Trainer:
                               device=self.device)
         loss_sum, correct, seen = _all_reduce(totals).tolist()
         seen = max(seen, 1)
-        return EpochStats(loss_sum / seen, correct / seen, float("nan"), int(seen), seconds)
+        return EpochStats(loss_sum / seen, correct / seen, None, int(seen), seconds)
 
     def _backward_and_step(self, loss) -> None:
         clip = self.config.clip_grad
@@ -131,17 +154,19 @@ class Trainer:
 
     @torch.no_grad()
     def evaluate(self, model, loader) -> EpochStats:
-        """Mean loss, top-1 and top-5 over the whole validation set (all ranks)."""
+        """Mean loss, top-1 and top-5 over the whole validation set (all ranks);
+        top-5 is None when the model scores 5 or fewer classes (`reports_top5`)."""
         model.eval()
         totals = torch.zeros(4, dtype=torch.float64, device=self.device)
         start = time.perf_counter()
+        classes = None
         for images, labels in loader:
             images, labels = self._to_device(images, labels)
             with self._autocast():
                 logits = model(images)
             logits = logits.float()
-            k = min(5, logits.shape[1])
-            top = logits.topk(k, dim=1).indices
+            classes = logits.shape[1]
+            top = logits.topk(min(TOP_K, classes), dim=1).indices
             hits = top == labels[:, None]
             totals += torch.stack([
                 F.cross_entropy(logits, labels, reduction="sum").double(),
@@ -149,7 +174,11 @@ class Trainer:
                 torch.tensor(labels.numel(), dtype=torch.float64, device=self.device)])
         loss_sum, top1, top5, count = _all_reduce(totals).tolist()
         count = max(count, 1)
-        return EpochStats(loss_sum / count, top1 / count, top5 / count, int(count),
+        # classes stays None on a rank with no validation image (fewer images than
+        # ranks); rank 0, the one that reports, always has the first.
+        measured = classes is not None and reports_top5(classes)
+        return EpochStats(loss_sum / count, top1 / count,
+                          top5 / count if measured else None, int(count),
                           time.perf_counter() - start)
 
 

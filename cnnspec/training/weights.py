@@ -16,6 +16,7 @@ from pathlib import Path
 
 import torch
 
+from .checkpoint import first_sentence
 from .errors import UsageError
 
 NESTED = ("model", "state_dict", "model_state_dict")
@@ -87,13 +88,14 @@ def _read_torch(path: Path) -> dict:
             warnings.simplefilter("ignore", UserWarning)
             state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as problem:
-        first = str(problem).splitlines()[0] if str(problem) else type(problem).__name__
         raise WeightsError(
-            f"{path} holds more than tensors (a pickled object: {first[:160]}); it was "
-            "not executed. Save the model's state_dict() instead") from None
+            f"{path} holds more than tensors (a pickled object: "
+            f"{first_sentence(problem) or type(problem).__name__}); it was not "
+            "executed. Save the model's state_dict() instead") from None
     except Exception as problem:  # truncated, not a zip or pickle at all
         raise WeightsError(f"{path} is not a readable PyTorch file "
-                           f"({type(problem).__name__}: {str(problem)[:160]})") from None
+                           f"({type(problem).__name__}: {first_sentence(problem)})"
+                           ) from None
     for key in NESTED:
         if isinstance(state, dict) and isinstance(state.get(key), dict):
             state = state[key]
