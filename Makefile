@@ -3,7 +3,8 @@
 #               render its diagram (out/googlenet.svg) and its interactive explorer
 #               (out/googlenet.html), and train specs/lenet5.cnn on
 #               scikit-learn's handwritten digits for 5 epochs (out/lenet5-run)
-#   make test   set up, then run the whole test suite
+#   make test   set up, check the package's layering (lint-imports), then run the
+#               whole test suite
 #   make mutate mutation testing of the modules that compute, build, generate and
 #               train, by groups (tests/mutation/; slow: hours on 2 cores; not part
 #               of CI), then the outcome per module
@@ -49,7 +50,9 @@ demo: setup
 	rm -rf out/lenet5-run
 	$(BIN)/cnnspec train specs/lenet5.cnn --data digits --epochs 5 --out out/lenet5-run
 
+# lint-imports checks the pipeline's layering (pyproject.toml, [tool.importlinter]).
 test: setup browser
+	$(BIN)/lint-imports --no-cache
 	$(BIN)/python -m pytest -n 2
 
 # Mutation testing by groups of modules (tests/mutation/*.cfg): `make mutate` runs them

@@ -34,10 +34,10 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import cnnspec
-from cnnspec import syntax as S
+from cnnspec.frontend import syntax as S
 from cnnspec.lsp.client import Client
 from cnnspec.lsp.server import DEBOUNCE
-from cnnspec.parse import parse
+from cnnspec.frontend.parse import parse
 
 RESULTS = ROOT / "benchmarks" / "results" / "lsp_latency.json"
 

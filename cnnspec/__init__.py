@@ -1,14 +1,15 @@
 """cnnspec: a compiler for convolutional network architectures.
 
 `load(path_or_text) -> Spec` parses, elaborates and checks a `.cnn` spec; a bad spec
-raises `SpecError` carrying located diagnostics. The pipeline, one module per stage:
-parse -> elaborate -> check -> backends (summary, and later torch and graphviz).
+raises `SpecError` carrying located diagnostics. The pipeline, one package per stage:
+`frontend` (parse -> elaborate -> check) -> `analyses` (summary, memory, explain,
+lint, compare), `backends` (torch, codegen, export) and `diagrams` (graphviz, the
+explorer, networkx); `training`, `lsp` and `cli` sit on top.
 """
 
-from . import evaluate as _expressions  # noqa: F401  (see `evaluate` below)
 from .diagnostics import Diagnostic, SpecError
+from .version import __version__
 
-__version__ = "0.1.0"
 __all__ = ["Diagnostic", "Spec", "SpecError", "build", "evaluate", "load", "predict",
            "train", "__version__"]
 
@@ -31,7 +32,7 @@ def build(source, *, network=None, device=None, dtype=None, memory_format=None,
     file that does not fit the backbone raises `WeightsError`.
     """
     from .api import Spec, load as _load
-    from .torch_backend import to_torch
+    from .backends.torch_backend import to_torch
 
     spec = source if isinstance(source, Spec) else _load(source, network=network,
                                                            **params)
@@ -62,10 +63,6 @@ def train(spec, data=None, out=None, **options):
     return _train(spec, data, out, **options)
 
 
-# `cnnspec/evaluate.py` is the spec language's expression evaluator. It is imported
-# at the top of this file, before the function below is defined, so the package's
-# attribute `evaluate` is this function while `from .evaluate import ...` still finds
-# the module (in sys.modules) wherever the package imports it.
 def evaluate(spec, weights, data=None, **options):
     """Score trained weights on the validation split of `data` (default: the data of
     the weights' run): top-1, top-5, loss, per-class accuracy and the confusion matrix.

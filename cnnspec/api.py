@@ -11,12 +11,12 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-from . import syntax as S
-from .check import Facts, ShapeTable
+from .frontend import syntax as S
+from .frontend.check import Facts, ShapeTable
 from .diagnostics import SourceFile, Span, SpecError, did_you_mean, error
-from .elaborate import elaborate
+from .frontend.elaborate import elaborate
 from .ir import Graph
-from .parse import parse
+from .frontend.parse import parse
 
 
 class Spec:
@@ -95,14 +95,14 @@ class Spec:
     def to_networkx(self):
         """The layer DAG as a `networkx.DiGraph`, keyed by layer name, with each
         layer's op, label, params, MACs, output shape, receptive field and block path."""
-        from .graph import to_networkx
+        from .diagrams.graph import to_networkx
 
         return to_networkx(self)
 
     def _repr_svg_(self):
         """Jupyter shows a Spec as its diagram; None (plain repr) without Graphviz."""
         try:
-            from .render import RenderError, svg
+            from .diagrams import RenderError, svg
         except ImportError:
             return None
         try:
@@ -115,12 +115,12 @@ class Spec:
         self-contained HTML page: blocks collapsed `depth` deep that open by click,
         pan and zoom, search, each node's facts. `options`: rankdir, shapes, theme.
         Needs Graphviz's `dot` (render.RenderError without it)."""
-        from .explorer import explorer_html
+        from .diagrams import explorer_html
 
         return explorer_html(self, depth, **options)
 
     def summary(self):
-        from .summary import summarize
+        from .analyses.summary import summarize
 
         return summarize(self)
 
@@ -133,7 +133,7 @@ class Spec:
         (bytes, or a size such as "24GiB"), `.max_batch` is the largest batch whose
         total fits. `device` picks the rules that differ ("cpu", the measured ones,
         or "cuda"). A `memory.TrainMemory`; docs/costs.md, "Training memory"."""
-        from .memory import parse_size, plan
+        from .analyses.memory import parse_size, plan
 
         if isinstance(fit, str):
             fit = parse_size(fit)
@@ -144,7 +144,7 @@ class Spec:
         `layer` (a name, a block or group name, or a list of them), the formulas with
         the numbers substituted and their values -> `explain.Explanation`. `depth`
         sums block instances nested that deep into one record each."""
-        from .explain import explain
+        from .analyses.explain import explain
 
         return explain(self, layer, depth=depth)
 

@@ -23,6 +23,10 @@ ALIASES = {
     "out": "out_channels", "channels": "out_channels",
 }
 
+# The name of the network's GlobalDropPath module when it has fractal joins;
+# `elaborate` reserves it, so no layer can take it (the backends build it).
+GLOBAL_DROP_PATH = "global_drop_path"
+
 
 def _pair(value: Any) -> Any:
     """`3` -> (3, 3); `(1, 7)` stays; anything else is left for Pydantic to reject."""

@@ -24,8 +24,8 @@ sys.path.insert(0, str(ROOT / "docs"))  # _generated.py, also when loaded from a
 from _generated import write_or_check  # noqa: E402
 
 import cnnspec  # noqa: E402
-from cnnspec.compare import weighted_depth  # noqa: E402
-from cnnspec.summary import human, human_bytes  # noqa: E402
+from cnnspec.analyses.compare import weighted_depth  # noqa: E402
+from cnnspec.analyses.summary import human, human_bytes  # noqa: E402
 
 SPECS = ROOT / "specs"
 OUTPUT = ROOT / "docs" / "architectures.md"
@@ -349,7 +349,7 @@ def render() -> str:
         "whole input (its global pool or flatten), in input pixels (padding included): "
         "the widest any value sees while it still depends on a region.",
         "- **Depth**: conv and linear layers on the longest input-to-output path "
-        "(`cnnspec.compare.weighted_depth`), the way papers count depth.",
+        "(`cnnspec.analyses.compare.weighted_depth`), the way papers count depth.",
         "- **Input**: channels x height x width.",
         "",
     ]

@@ -24,7 +24,7 @@ sys.path.insert(0, str(ROOT / "docs"))  # _generated.py, also when loaded from a
 from _generated import write_or_check  # noqa: E402
 
 import cnnspec  # noqa: E402
-from cnnspec.explain_render import markdown, renderables  # noqa: E402
+from cnnspec.analyses.explain.render import markdown, renderables  # noqa: E402
 
 OUTPUT = ROOT / "docs" / "explain.md"
 
@@ -223,7 +223,7 @@ def render() -> str:
         "```",
         "",
         "The same from Python: `Spec.explain` returns the records "
-        "(`cnnspec.explain.Explanation`), one per layer, each quantity with its formula "
+        "(`cnnspec.analyses.explain.Explanation`), one per layer, each quantity with its formula "
         "text and its value:",
         "",
         "```python",

@@ -21,7 +21,7 @@ from selenium.webdriver.common.by import By  # noqa: E402
 from test_explorer_browser import node, open_page, start_chromium  # noqa: E402
 
 import cnnspec  # noqa: E402
-from cnnspec.render import render  # noqa: E402
+from cnnspec.diagrams import render  # noqa: E402
 
 IMAGES = ROOT / "docs" / "images"
 

@@ -55,7 +55,7 @@ def diagnostic_of(spec: str) -> str:
 
 def warnings_of(spec: str) -> str:
     """What `cnnspec lint example.cnn` prints on stdout for this (right) spec."""
-    from cnnspec.lint import lint
+    from cnnspec.analyses.lint import lint
 
     with _example(spec):
         try:

@@ -3,7 +3,7 @@ per mutant: auxiliary heads (named outputs and loss weights in training, the log
 alone in eval), the recipe's `init`, `dtype` and `device`, frozen layers, and
 drop-path on other dtypes. Expected values come from the spec text and torch.
 
-Written against the survivors of `make mutate` on cnnspec/torch_backend.py
+Written against the survivors of `make mutate` on cnnspec/backends/torch_backend.py
 (docs/testing.md).
 """
 

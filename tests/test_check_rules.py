@@ -3,7 +3,7 @@ and inputs (height and width kept apart), global pools and flatten, joins of bra
 with different fields, and the wording and location of shape errors. Every expected
 value is hand arithmetic written next to it (docs/costs.md gives the rules).
 
-These tests were written against the survivors of `make mutate` on cnnspec/check.py
+These tests were written against the survivors of `make mutate` on cnnspec/frontend/check.py
 (docs/testing.md): each kills mutants that the rest of the suite let through.
 """
 

@@ -6,7 +6,7 @@ import sys
 import xml.etree.ElementTree as ET
 
 import cnnspec
-from cnnspec.compare import compare, weighted_depth
+from cnnspec.analyses.compare import compare, weighted_depth
 from conftest import SPECS
 
 

@@ -11,7 +11,7 @@ from itertools import combinations
 import pytest
 
 import cnnspec
-from cnnspec.compare import (AccuracyFileError, Comparison, Row, compare, draw,
+from cnnspec.analyses.compare import (AccuracyFileError, Comparison, Row, compare, draw,
                              read_accuracies, table, torchvision_model,
                              torchvision_top1)
 from conftest import SPECS
@@ -118,7 +118,7 @@ def test_torchvision_twins_and_their_weights():
 
 def test_accuracy_chart_with_torchvision_and_a_file(tmp_path):
     pytest.importorskip("torchvision")
-    from cnnspec.compare import chart
+    from cnnspec.analyses.compare import chart
 
     specs = [cnnspec.load(SPECS / f"{name}.cnn") for name in
              ("resnet18", "alexnet_torchvision", "lenet5", "unet")]

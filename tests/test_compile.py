@@ -17,7 +17,7 @@ import torch
 
 import cnnspec
 from cnnspec import cli
-from cnnspec.codegen import to_python
+from cnnspec.backends.codegen import to_python
 from conftest import FRACTAL_BLOCK, ROOT, SPECS
 
 # FractalNet-style mean joins with local drop-path, and stochastic depth.

@@ -20,7 +20,7 @@ import pytest
 
 import cnnspec
 from cnnspec import Diagnostic, SpecError
-from cnnspec.parse import MAX_SOURCE_BYTES
+from cnnspec.frontend.parse import MAX_SOURCE_BYTES
 
 ROOT = Path(__file__).resolve().parent.parent
 

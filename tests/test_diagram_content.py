@@ -23,8 +23,8 @@ nx = pytest.importorskip("networkx")
 
 import cnnspec
 from cnnspec.cli import main
-from cnnspec.graph import to_networkx, write_graph
-from cnnspec.render import svg, to_dot
+from cnnspec.diagrams.graph import to_networkx, write_graph
+from cnnspec.diagrams.render import svg, to_dot
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
                                reason="Graphviz `dot` is not installed")

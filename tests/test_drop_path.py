@@ -25,7 +25,7 @@ import pytest
 import torch
 
 import cnnspec
-from cnnspec.codegen import to_python
+from cnnspec.backends.codegen import to_python
 
 BACKENDS = ["build", "generated"]
 PROBABILITIES = [0.2, 0.8]

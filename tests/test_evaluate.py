@@ -252,7 +252,7 @@ def test_bad_input_one_message_each(lenets, tmp_path, capsys):
 
 
 def test_package_attribute_is_the_function():
-    from cnnspec.evaluate import Evaluator  # noqa: F401
+    from cnnspec.frontend.expressions import Evaluator  # noqa: F401
 
     cnnspec.load(SPECS / "resnet18.cnn")
     assert callable(cnnspec.evaluate) and cnnspec.evaluate.__module__ == "cnnspec"

@@ -19,9 +19,9 @@ import pytest
 
 import cnnspec
 from cnnspec.cli import main
-from cnnspec.explain import SHAPE_KEYS, UnknownLayer
-from cnnspec.explain_render import markdown
-from cnnspec.summary import collapse
+from cnnspec.analyses.explain import SHAPE_KEYS, UnknownLayer
+from cnnspec.analyses.explain.render import markdown
+from cnnspec.analyses.summary import collapse
 
 ROOT = Path(__file__).resolve().parent.parent
 SPECS = sorted((ROOT / "specs").glob("*.cnn"))
@@ -298,7 +298,7 @@ def test_every_other_op_kind_and_rounding():
 
 def test_explain_does_not_import_torch():
     code = ("import sys, cnnspec\n"
-            "from cnnspec.explain_render import markdown, renderables\n"
+            "from cnnspec.analyses.explain.render import markdown, renderables\n"
             "spec = cnnspec.load('specs/googlenet.cnn')\n"
             "markdown(spec.explain()); renderables(spec.explain(depth=1))\n"
             "assert 'torch' not in sys.modules, 'torch imported'\n")

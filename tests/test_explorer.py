@@ -2,7 +2,7 @@
 
 Expected numbers are worked out by hand from the papers' layer tables (GoogLeNet's
 table 1, torchvision's ResNet-50), and the expected views and drawn nodes from the
-IR's block paths, not from cnnspec.explorer's own planning.
+IR's block paths, not from cnnspec.diagrams.explorer's own planning.
 """
 
 from __future__ import annotations
@@ -19,9 +19,9 @@ pytest.importorskip("graphviz")
 
 import cnnspec
 from cnnspec.cli import main
-from cnnspec.explorer import explorer_html, unpack_views
-from cnnspec.explorer.views import locate, plan
-from cnnspec.render import RenderError, output_format, render, svg
+from cnnspec.diagrams.explorer import explorer_html, unpack_views
+from cnnspec.diagrams.explorer.views import locate, plan
+from cnnspec.diagrams import RenderError, output_format, render, svg
 
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
                                reason="Graphviz `dot` is not installed")
@@ -86,7 +86,7 @@ def test_page_is_self_contained(googlenet):
 def test_assets_ship_inside_the_package():
     """explorer.js, .css and template.html sit in the package folder the wheel takes
     (hatch's `packages = ["cnnspec"]` includes every file under it)."""
-    folder = ROOT / "cnnspec" / "explorer"
+    folder = ROOT / "cnnspec" / "diagrams" / "explorer"
     for name in ("explorer.js", "explorer.css", "template.html"):
         assert (folder / name).is_file(), name
     ignored = (ROOT / ".gitignore").read_text()

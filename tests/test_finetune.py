@@ -196,7 +196,7 @@ def test_lr_head_gives_the_classifier_its_own_rate(tmp_path):
 def test_reinit_keeps_chosen_layers_fresh(tmp_path):
     """--reinit: the selected layers keep the model's own initialization even though
     the file has them; the rest loads; the report says which."""
-    from cnnspec.torch_backend import to_torch
+    from cnnspec.backends.torch_backend import to_torch
     from cnnspec.training.errors import UsageError
     from cnnspec.training.weights import load_weights
 

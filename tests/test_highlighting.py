@@ -1,8 +1,8 @@
 """The highlighters agree with the language they highlight.
 
 Takes: the grammar (grammar/cnnspec.lark), the op registry (cnnspec/ops.py), the
-expression functions (cnnspec/evaluate.py), the Pygments lexer
-(cnnspec/highlight.py) and the VS Code extension (editors/vscode/). Checks: every
+expression functions (cnnspec/frontend/expressions.py), the Pygments lexer
+(cnnspec/frontend/highlight.py) and the VS Code extension (editors/vscode/). Checks: every
 reserved word gets a keyword token and every layer kind a builtin one, in both the
 Pygments lexer and the TextMate grammar; the comment markers match the grammar's;
 every spec in specs/ lexes cleanly; Pygments finds the lexer through its entry
@@ -23,9 +23,9 @@ from lark.lexer import PatternRE, PatternStr
 from pygments.lexers import get_lexer_by_name, get_lexer_for_filename
 from pygments.token import Comment, Error, Keyword, Name
 
-from cnnspec import highlight
-from cnnspec.evaluate import FUNCTIONS
-from cnnspec.highlight import CnnLexer
+from cnnspec.frontend import highlight
+from cnnspec.frontend.expressions import FUNCTIONS
+from cnnspec.frontend.highlight import CnnLexer
 from cnnspec.ops import LAYER_MODELS, LAYER_SYNONYMS
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -191,7 +191,7 @@ def test_pygments_gives_every_keyword_a_keyword_token():
     wrong = {word: pygments_token_of(word, lines[index + 1])
              for index, word in enumerate(words)
              if pygments_token_of(word, lines[index + 1]) not in Keyword}
-    assert not wrong, f"add these keywords to cnnspec/highlight.py: {wrong}"
+    assert not wrong, f"add these keywords to cnnspec/frontend/highlight.py: {wrong}"
 
 
 def test_pygments_gives_every_layer_kind_a_builtin_token():
@@ -202,7 +202,7 @@ def test_pygments_gives_every_layer_kind_a_builtin_token():
               for index, kind in enumerate(kinds + kinds)]
     wrong = {kind: token for kind, token in zip(kinds + kinds, tokens)
              if token is not Name.Builtin}
-    assert not wrong, f"add these layer kinds to cnnspec/highlight.py: {wrong}"
+    assert not wrong, f"add these layer kinds to cnnspec/frontend/highlight.py: {wrong}"
 
 
 def test_pygments_gives_expression_functions_a_builtin_token():

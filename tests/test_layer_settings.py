@@ -30,7 +30,7 @@ from torchvision.models.shufflenetv2 import channel_shuffle
 from torchvision.ops import StochasticDepth
 
 import cnnspec
-from cnnspec.codegen import to_python
+from cnnspec.backends.codegen import to_python
 from cnnspec.ops import LAYER_MODELS, LAYER_SYNONYMS
 
 

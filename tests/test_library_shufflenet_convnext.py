@@ -12,7 +12,7 @@ run at 224x224; ConvNeXt-S/B/L at 64x64, since the compiled graph does not depen
 the input size. Train-mode outputs and one SGD step are compared for ShuffleNet V2 0.5x
 and ConvNeXt-T (whose stochastic depth draws the same random numbers under one seed),
 the output shape of every stage against torchvision's, and the standalone PyTorch
-source that `cnnspec.codegen.to_python` writes against the built module.
+source that `cnnspec.backends.codegen.to_python` writes against the built module.
 
 The ShuffleNets (specs/blocks/shufflenet.cnn) differ only in the output channels of
 table 5 of Ma et al. (2018); the ConvNeXts (specs/blocks/convnext.cnn) only in depths,
@@ -26,7 +26,7 @@ from conftest import SPECS
 from torch import nn
 
 import cnnspec
-from cnnspec.codegen import class_name_of, to_python
+from cnnspec.backends.codegen import class_name_of, to_python
 
 # name -> torchvision weights enum
 SHUFFLENETS = {

@@ -9,7 +9,7 @@ import sys
 import pytest
 
 import cnnspec
-from cnnspec.lint import CODES, lint
+from cnnspec.analyses.lint import CODES, lint
 from conftest import ROOT, SPECS, modules_imported_by
 
 

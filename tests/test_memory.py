@@ -1,4 +1,4 @@
-"""The training-memory planner (cnnspec/memory.py) against what PyTorch really keeps.
+"""The training-memory planner (cnnspec/analyses/memory.py) against what PyTorch really keeps.
 
 The measurement (`benchmarks/memory_planner.py: measure_saved`) runs the built module
 in train mode under `torch.autograd.graph.saved_tensors_hooks` and counts every
@@ -23,7 +23,7 @@ import torch
 
 import cnnspec
 from cnnspec.cli import main
-from cnnspec.memory import parse_size, plan
+from cnnspec.analyses.memory import parse_size, plan
 from conftest import ROOT, SPECS
 
 sys.path.insert(0, str(ROOT / "benchmarks"))

@@ -2,7 +2,7 @@
 
 Every SVG here is laid out by the real Graphviz `dot`; node and cluster counts are
 read back from it and compared with counts computed from the IR independently of
-cnnspec.render.
+cnnspec.diagrams.render.
 """
 
 import json
@@ -20,8 +20,9 @@ graphviz = pytest.importorskip("graphviz")
 nx = pytest.importorskip("networkx")
 
 import cnnspec
-from cnnspec.graph import to_networkx, write_graph
-from cnnspec.render import RenderError, render, svg, to_dot
+from cnnspec.diagrams.graph import to_networkx, write_graph
+from cnnspec.diagrams import render
+from cnnspec.diagrams.render import RenderError, svg, to_dot
 
 ALL_SPECS = sorted(SPECS.glob("*.cnn"))
 needs_dot = pytest.mark.skipif(shutil.which("dot") is None,
@@ -171,9 +172,9 @@ def test_dot_output_needs_no_graphviz_binary(tmp_path, monkeypatch):
 
 
 def test_rendering_imports_no_torch():
-    code = ("import sys, cnnspec; from cnnspec.render import to_dot; "
+    code = ("import sys, cnnspec; from cnnspec.diagrams.render import to_dot; "
             f"to_dot(cnnspec.load({str(SPECS / 'googlenet.cnn')!r})); "
-            "from cnnspec.graph import to_networkx; "
+            "from cnnspec.diagrams.graph import to_networkx; "
             f"to_networkx(cnnspec.load({str(SPECS / 'resnet18.cnn')!r})); "
             "assert 'torch' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

@@ -193,7 +193,7 @@ def test_transfer_learning_spec_freezes_the_backbone():
 
 
 def test_generated_source_keeps_the_freeze():
-    from cnnspec.codegen import to_python
+    from cnnspec.backends.codegen import to_python
 
     source = to_python(cnnspec.load(SPECS / "resnet18_transfer.cnn"))
     assert "self.layer4[1].conv2.requires_grad_(False)" in source

@@ -307,7 +307,7 @@ network n(classes = 3) {
 
 
 def test_frozen_batchnorm_1d_keeps_its_statistics_in_train_mode():
-    from cnnspec.torch_backend import FrozenBatchNorm1d
+    from cnnspec.backends.torch_backend import FrozenBatchNorm1d
     from cnnspec.training.finetune import freeze
 
     spec = cnnspec.load("network n {\n input 6\n fc: linear 4\n bn: batchnorm\n"

@@ -17,7 +17,7 @@ from conftest import SPECS
 pytest.importorskip("torchvision")
 from PIL import Image  # noqa: E402
 
-from cnnspec.recipe import Augmentation  # noqa: E402
+from cnnspec.frontend.recipe import Augmentation  # noqa: E402
 from cnnspec.training.data import open_data  # noqa: E402
 from cnnspec.training.transforms import PCALighting  # noqa: E402
 from cnnspec.training.errors import DataError  # noqa: E402

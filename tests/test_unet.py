@@ -13,7 +13,7 @@ import torch
 from torch import nn
 
 import cnnspec
-from cnnspec.codegen import class_name_of, to_python
+from cnnspec.backends.codegen import class_name_of, to_python
 from conftest import SPECS
 
 UNET = SPECS / "unet.cnn"

@@ -19,7 +19,7 @@ from torchvision.models.convnext import LayerNorm2d
 from torchvision.models.shufflenetv2 import channel_shuffle
 
 import cnnspec
-from cnnspec.codegen import to_python
+from cnnspec.backends.codegen import to_python
 
 
 def _net(body: str, shape: str = "8x6x6", blocks: str = "") -> str:
@@ -226,7 +226,7 @@ def test_the_reserved_names_are_exactly_the_torch_module_attributes():
     """The checker's list is written out so that checking never imports torch; it must
     follow the installed torch, or a label such as a new method's name would break the
     build (`add_module` refuses it) instead of getting E0206."""
-    from cnnspec.elaborate import _MODULE_ATTRIBUTES
+    from cnnspec.frontend.elaborate import _MODULE_ATTRIBUTES
     public = {name for name in dir(nn.Module()) if not name.startswith("_")}
     assert public == _MODULE_ATTRIBUTES
 

@@ -20,11 +20,11 @@ here imports torch.
 
 from __future__ import annotations
 
-from . import ops as O
-from .check import describe, window_arithmetic, window_settings
-from .check import _where as _block_notes
-from .diagnostics import Diagnostic, Span
-from .ir import user_counts
+from .. import ops as O
+from ..frontend.check import describe, window_arithmetic, window_settings
+from ..frontend.check import _where as _block_notes
+from ..diagnostics import Diagnostic, Span
+from ..ir import user_counts
 
 
 def warning(code: str, message: str, span: Span | None, label: str = "",

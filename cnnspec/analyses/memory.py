@@ -26,7 +26,7 @@ from typing import NamedTuple
 
 from pydantic import BaseModel, ConfigDict
 
-from .ir import ancestors, in_place_nodes
+from ..ir import ancestors, in_place_nodes
 from .summary import block_groups, human_bytes
 
 # Buffers of per-parameter state each optimizer keeps (fp32, one per trainable weight).

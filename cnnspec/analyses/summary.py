@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from .ir import block_at
+from ..ir import block_at
 
 
 class LayerSummary(BaseModel):

@@ -54,10 +54,12 @@ def _write_python(spec, out: Path, source, model, weights) -> list[str]:
     lines = [f"{out} (PyTorch source, class {class_name_of(text)}, imports only torch"
              + ("; load_trained() reads the weights beside it)" if companion else ")")]
     if companion is not None:
-        from .training.checkpoint import save_weights
+        from safetensors.torch import save_file
 
-        save_weights(companion, model.state_dict(),
-                     {"spec": spec.name, "from": str(weights)})
+        tensors = {name: tensor.detach().to("cpu").contiguous()
+                   for name, tensor in model.state_dict().items()}
+        save_file(tensors, str(companion), metadata={"spec": spec.name,
+                                                     "from": str(weights)})
         lines.append(f"{companion} (the trained weights of {weights}, safetensors)")
     return lines
 

@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from . import ops as O
+from .. import ops as O
+from ..ops import GLOBAL_DROP_PATH
 
 ACTIVATIONS = {
     "relu": "ReLU", "relu6": "ReLU6", "tanh": "Tanh", "sigmoid": "Sigmoid",
@@ -27,9 +28,6 @@ HELPERS = ("DropPath", "MeanJoin", "GlobalDropPath", "FrozenBatchNorm2d",
            "Narrow", "CenterCrop", "ChannelAffine")
 # Not a module: a bare parameter of the enclosing block (see `layer_scale_shape`).
 LAYER_SCALE = "LayerScale"
-# The name of the network's GlobalDropPath module when it has fractal joins;
-# `elaborate` reserves it, so no layer can take it.
-GLOBAL_DROP_PATH = "global_drop_path"
 
 
 class Constructor(NamedTuple):

@@ -23,8 +23,8 @@ import torch.fx as fx
 from torch import nn
 from torch.nn import functional as F
 
-from . import ops as O
-from .ir import Node, ancestors, in_place_nodes
+from .. import ops as O
+from ..ir import Node, ancestors, in_place_nodes
 from .layers import (GLOBAL_DROP_PATH, LAYER_SCALE, constructor, fractal_joins,
                      layer_scale_shape, pad_channels_widths)
 

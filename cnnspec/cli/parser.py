@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import argparse
 
-from .. import __version__
-from ..export import FORMATS
+from ..version import __version__
+from ..backends.export import FORMATS
 
 EXAMPLES = """\
 examples:
@@ -165,7 +165,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _size(text: str) -> int:
     """--fit SIZE: bytes, as 24GiB (2^30), 80GB (10^9), 512MiB or a plain number."""
-    from ..memory import parse_size
+    from ..analyses.memory import parse_size
 
     try:
         return parse_size(text)

@@ -11,7 +11,7 @@ import argparse
 import os
 import sys
 
-from ..export import FORMATS
+from ..backends.export import FORMATS
 from .common import fail, missing_modules, report, spec_params
 from .training import with_exit_status
 
@@ -20,7 +20,7 @@ def check_output(args, parser: argparse.ArgumentParser) -> None:
     if args.command == "render":
         if args.dpi is not None and args.dpi < 1:
             parser.error("--dpi must be 1 or more")
-        from ..render import RenderError, output_format
+        from ..diagrams import RenderError, output_format
 
         try:
             output_format(args.output)
@@ -34,7 +34,7 @@ def check_output(args, parser: argparse.ArgumentParser) -> None:
 def print_summary(spec, as_json: bool, depth: int | None) -> None:
     summary = spec.summary()
     if depth is not None:
-        from ..summary import collapse
+        from ..analyses.summary import collapse
 
         summary = collapse(spec, summary, depth)
     if as_json:
@@ -42,7 +42,7 @@ def print_summary(spec, as_json: bool, depth: int | None) -> None:
         return
     from rich.console import Console
 
-    from ..summary import table, totals
+    from ..analyses.summary import table, totals
 
     # Piped output is not cut to 80 columns: a table nobody can read helps nobody.
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
@@ -66,7 +66,7 @@ def print_train_memory(spec, args, parser: argparse.ArgumentParser) -> int:
     """`summary --train`: the summary, then one training step's memory."""
     import json
 
-    from .. import memory as M
+    from ..analyses import memory as M
 
     batch = args.batch
     if batch is None and spec.recipe is not None:
@@ -81,7 +81,7 @@ def print_train_memory(spec, args, parser: argparse.ArgumentParser) -> int:
     summary = spec.summary()
     layers = plan.layers
     if args.depth is not None:
-        from ..summary import collapse
+        from ..analyses.summary import collapse
 
         summary = collapse(spec, summary, args.depth)
         layers = M.collapse(spec, plan, args.depth)
@@ -93,7 +93,7 @@ def print_train_memory(spec, args, parser: argparse.ArgumentParser) -> int:
         return 0
     from rich.console import Console
 
-    from ..summary import table, totals
+    from ..analyses.summary import table, totals
 
     console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
     console.print(table(summary))
@@ -106,7 +106,7 @@ def print_train_memory(spec, args, parser: argparse.ArgumentParser) -> int:
 
 def lint_command(spec, args) -> int:
     """Warnings on stdout, as linters print them; 1 with --strict when any."""
-    from ..lint import lint
+    from ..analyses.lint import lint
 
     warnings = lint(spec)
     colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
@@ -125,8 +125,8 @@ def explain_command(spec, args, parser: argparse.ArgumentParser) -> int:
     """`cnnspec explain`: the arithmetic of every number, as panels or markdown."""
     if args.depth is not None and args.depth < 1:
         parser.error("--depth must be 1 or more")
-    from ..explain import UnknownLayer
-    from ..explain_render import markdown, renderables
+    from ..analyses.explain import UnknownLayer
+    from ..analyses.explain.render import markdown, renderables
 
     try:
         explanation = spec.explain(args.layers or None, depth=args.depth)
@@ -170,7 +170,7 @@ def compile_command(spec, args) -> int:
 
 
 def _write_artifact(spec, args, out, chosen: str) -> int:
-    from ..export import ExportError, write
+    from ..backends.export import ExportError, write
 
     model = None
     if args.weights:
@@ -191,7 +191,7 @@ def _write_artifact(spec, args, out, chosen: str) -> int:
 
 
 def render_command(spec, args) -> int:
-    from ..render import RenderError, render
+    from ..diagrams import RenderError, render
 
     try:
         render(spec, args.output, depth=args.depth, rankdir=args.rankdir,
@@ -207,7 +207,7 @@ def render_command(spec, args) -> int:
 
 
 def graph_command(spec, out: str) -> int:
-    from ..graph import write_graph
+    from ..diagrams.graph import write_graph
 
     try:
         write_graph(spec, out)
@@ -218,7 +218,7 @@ def graph_command(spec, out: str) -> int:
 
 
 def compare_command(args, parser: argparse.ArgumentParser) -> int:
-    from ..compare import CHART_FORMATS, chart, compare, table
+    from ..analyses.compare import CHART_FORMATS, chart, compare, table
     from ..diagnostics import SpecError
 
     missing = [f for f in args.files if not os.path.isfile(f)]
@@ -233,7 +233,7 @@ def compare_command(args, parser: argparse.ArgumentParser) -> int:
     params = spec_params(args.params, parser)
     accuracies = {}
     if args.accuracy:
-        from ..compare import AccuracyFileError, read_accuracies
+        from ..analyses.compare import AccuracyFileError, read_accuracies
 
         try:
             accuracies = read_accuracies(args.accuracy)

@@ -25,11 +25,11 @@ from pathlib import Path
 
 import graphviz
 
-from .check import shape_text
-from .ir import block_at
-from .summary import human
+from ..frontend.check import shape_text
+from ..ir import block_at
+from ..analyses.summary import human
 
-FORMATS = ("svg", "png", "pdf", "dot", "html")  # html: the explorer (cnnspec.explorer)
+FORMATS = ("svg", "png", "pdf", "dot", "html")  # html: the explorer (diagrams.explorer)
 JOINS = frozenset({"concat", "add", "mean", "multiply"})
 
 INSTALL_HINT = (
@@ -435,19 +435,11 @@ def _legend(spec, drawn: list[Item], skips: bool, colours: dict) -> str:
 # ---------------------------------------------------------------- files
 
 
-def render(spec, out_path, *, dpi: int | None = None, **options) -> Path:
-    """Write the diagram to `out_path`; the format is the extension (svg/png/pdf/dot,
-    or html: the interactive explorer, which starts at depth 1 unless given one).
-
-    `options` are `to_dot`'s; `dpi` sets a PNG's resolution (Graphviz's default is 96).
-    """
-    out = Path(out_path)
-    fmt = output_format(out)
-    if fmt == "html":
-        from .explorer import write_explorer
-
-        depth = options.pop("depth", None)
-        return write_explorer(spec, out, 1 if depth is None else depth, **options)
+def write_diagram(spec, out: Path, fmt: str, *, dpi: int | None = None,
+                  **options) -> Path:
+    """Write the static diagram to `out` in `fmt` (svg, png, pdf or dot; the HTML
+    explorer is the diagrams package's `render`). `options` are `to_dot`'s; `dpi`
+    sets a PNG's resolution (Graphviz's default is 96)."""
     dot = to_dot(spec, **options)
     if dpi is not None and fmt == "png":
         dot.attr(dpi=str(dpi))

@@ -12,9 +12,9 @@ from functools import lru_cache
 
 from pydantic import ValidationError
 
-from . import ops as O
+from .. import ops as O
 from . import syntax as S
-from .diagnostics import Span, did_you_mean, error
+from ..diagnostics import Span, did_you_mean, error
 
 
 def refuse_ambiguous_star(call: S.Call) -> None:
@@ -103,7 +103,7 @@ def invalid_value(what: str, problem: ValidationError, spans: dict, fallback: Sp
     message = first["msg"].removeprefix("Value error, ")
     found = first.get("input")
     shown = "" if isinstance(found, dict) else f"found {_show_value(found)}: "
-    plain = _plain_words(model or _model_for(what, problem.title), first)
+    plain = _plain_words(model or _model_for(problem.title), first)
     if plain is not None:
         message, shown = plain, ""
     if what == "option":
@@ -127,17 +127,9 @@ _PLAIN_TYPES = {
     "model_type", "model_attributes_type", "dict_type"}
 
 
-def _model_for(what: str, title: str):
-    """The model a ValidationError is about: network options, the `train` recipe,
-    or a layer's op (by its class name)."""
-    if what == "option":
-        from .ir import Options
-
-        return Options
-    if what == "train":
-        from .recipe import Recipe
-
-        return Recipe
+def _model_for(title: str):
+    """The layer op a ValidationError is about, by its class name (the callers that
+    validate network options or the `train` recipe pass their model)."""
     return next((m for m in O.LAYER_MODELS.values() if m.__name__ == title), None)
 
 

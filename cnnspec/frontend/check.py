@@ -14,9 +14,9 @@ from __future__ import annotations
 import math
 from typing import Callable, NamedTuple
 
-from . import ops as O
-from .diagnostics import SpecError, error
-from .ir import Graph, Node
+from .. import ops as O
+from ..diagnostics import SpecError, error
+from ..ir import Graph, Node
 
 
 class Facts(NamedTuple):

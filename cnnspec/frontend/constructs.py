@@ -12,17 +12,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import replace
 from itertools import repeat
-from typing import TYPE_CHECKING
 
-from . import ops as O
+from .. import ops as O
 from . import syntax as S
 from .arguments import build_op
-from .diagnostics import error
-from .ir import Output
-from .layers import GLOBAL_DROP_PATH
-
-if TYPE_CHECKING:
-    from .elaborate import _Context
+from ..diagnostics import error
+from ..ir import Output
+from ..ops import GLOBAL_DROP_PATH
+from .scope import Context
 
 # Statements inside a join that make no branch.
 _NOT_BRANCHES = (S.LetStatement, S.AssertStatement)
@@ -76,7 +73,7 @@ class Constructs:
                         help="write one branch per line inside the braces")
         return self.join(op, tuple(outputs), inner, unit.span)
 
-    def _split_branches(self, unit: S.Join, cur: int, ctx: _Context) -> list[int]:
+    def _split_branches(self, unit: S.Join, cur: int, ctx: Context) -> list[int]:
         """`split { a; b }`: the input's channels cut into equal consecutive parts,
         one per branch, each branch reading its own part (ShuffleNetV2's channel
         split, Ma et al. 2018); the branch outputs are concatenated."""
@@ -99,7 +96,7 @@ class Constructs:
                                 unit.span) for i in range(count)])
         return self._build_branches(unit.body, parts, cur, ctx)
 
-    def _branch_statements(self, statements, cur: int, ctx: _Context):
+    def _branch_statements(self, statements, cur: int, ctx: Context):
         """The statements of a join's body that make branches, in order, as they are
         reached: the `let`s and `assert`s run on the way, and an `if` gives the
         statements of its chosen side. Lazy: what follows a branch runs only after the
@@ -115,7 +112,7 @@ class Constructs:
                 yield statement
 
     def _build_branches(self, statements, inputs: Iterator[int], cur: int,
-                        ctx: _Context) -> list[int]:
+                        ctx: Context) -> list[int]:
         """The outputs of a join's branches, each reading the next node of `inputs`:
         a statement is one branch; `x * n` (one layer repeated) is n branches."""
         outputs = []

@@ -19,19 +19,20 @@ Shapes are asked of the checker's table as nodes are added (so `in.c` and
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import replace
 
 from pydantic import ValidationError
 
-from . import ops as O
+from .. import ops as O
 from . import syntax as S
 from .arguments import build_op, invalid_value, refuse_ambiguous_star
 from .check import ShapeTable
 from .constructs import Constructs
-from .diagnostics import Span, SpecError, did_you_mean, error
-from .evaluate import Evaluator, LayerRef, TensorRef
-from .ir import Assertion, BlockArgs, Graph, Options, Output
+from ..diagnostics import Span, SpecError, did_you_mean, error
+from .expressions import Evaluator, LayerRef, TensorRef
+from ..ir import Assertion, BlockArgs, Graph, Options, Output
 from .recipe import build_recipe
+from .scope import Context, Scope
 
 MAX_NODES = 50_000  # 7x the IR of a 2000-layer ResNet; stops exponential recursion fast
 MAX_REPEAT = 100_000
@@ -52,34 +53,6 @@ register_load_state_dict_post_hook register_load_state_dict_pre_hook register_mo
 register_parameter register_state_dict_post_hook register_state_dict_pre_hook
 requires_grad_ set_extra_state set_submodule share_memory state_dict to to_empty train
 training type xpu zero_grad""".split())
-
-
-class _Scope:
-    """A naming scope: its dotted path and the position of its next entry."""
-
-    __slots__ = ("path", "next_position")
-
-    def __init__(self, path: str):
-        self.path = path
-        self.next_position = 0
-
-    def place(self, label: str | None) -> str:
-        """The full name of the next entry: its label, or else its position."""
-        position = self.next_position
-        self.next_position += 1
-        local = label if label is not None else str(position)
-        return f"{self.path}.{local}" if self.path else local
-
-
-@dataclass(slots=True)
-class _Context:
-    env: dict
-    scope: _Scope
-    blocks: tuple[tuple[str, str], ...] = ()
-    calls: tuple[Span, ...] = ()
-    training_only: bool = False
-    frozen: bool = False
-    in_network: bool = True
 
 
 def elaborate(network: S.Definition, blocks: dict[str, S.Definition],
@@ -109,7 +82,7 @@ class _Elaborator(Constructs):
         sections = [s for s in net.body if isinstance(s, S.TrainStatement)]
         self.graph.recipe = build_recipe(sections, Evaluator(env, _no_input(net.span)))
         self.table = ShapeTable(self.graph)
-        ctx = _Context(env, _Scope(""))
+        ctx = Context(env, Scope(""))
         first = next((s for s in top if not isinstance(s, (S.LetStatement,))), None)
         if not isinstance(first, S.InputStatement):
             where = first.span if first is not None else net.name_span
@@ -164,9 +137,9 @@ class _Elaborator(Constructs):
         try:
             return Options(**values)
         except ValidationError as problem:
-            raise invalid_value("option", problem, spans, net.span) from None
+            raise invalid_value("option", problem, spans, net.span, Options) from None
 
-    def _input(self, statement: S.InputStatement, ctx: _Context) -> int:
+    def _input(self, statement: S.InputStatement, ctx: Context) -> int:
         dims = self._dims(statement.dims, ctx, -1)
         if len(dims) not in (1, 3):
             raise error("E0206", "the input is C x H x W (or a flat vector)",
@@ -177,7 +150,7 @@ class _Elaborator(Constructs):
 
     # ------------------------------------------------------------ statements
 
-    def sequence(self, statements, cur: int, ctx: _Context) -> int:
+    def sequence(self, statements, cur: int, ctx: Context) -> int:
         for statement in statements:
             cur = self.statement(statement, cur, ctx)
         return cur
@@ -190,7 +163,7 @@ class _Elaborator(Constructs):
                         span, label="still expanding here",
                         help="check repeat counts, fractal columns and recursive blocks")
 
-    def statement(self, statement, cur: int, ctx: _Context) -> int:
+    def statement(self, statement, cur: int, ctx: Context) -> int:
         self.step(statement.span)
         kind = type(statement)
         if kind is S.LayerStatement:
@@ -210,7 +183,7 @@ class _Elaborator(Constructs):
         raise error("E0216", f"`{word}` belongs at the top level of a network",
                     statement.span, label="not allowed inside a block or a construct")
 
-    def layer_statement(self, statement: S.LayerStatement, cur: int, ctx: _Context) -> int:
+    def layer_statement(self, statement: S.LayerStatement, cur: int, ctx: Context) -> int:
         label = self._label(statement.label, cur, ctx) if statement.label else None
         items = statement.items
         if label is not None and (len(items) > 1 or items[0].count is not None):
@@ -229,14 +202,14 @@ class _Elaborator(Constructs):
             self.table.check_assertions()
         return cur
 
-    def item(self, item: S.Item, cur: int, ctx: _Context, label, span: Span) -> int:
+    def item(self, item: S.Item, cur: int, ctx: Context, label, span: Span) -> int:
         if item.count is None:
             return self.unit(item.unit, cur, ctx, label, span)
         for _ in range(self._count(item.count, cur, ctx)):
             cur = self.unit(item.unit, cur, ctx, None, item.unit.span)
         return cur
 
-    def unit(self, unit, cur: int, ctx: _Context, label, span: Span) -> int:
+    def unit(self, unit, cur: int, ctx: Context, label, span: Span) -> int:
         self.step(span)
         kind = type(unit)
         if kind is S.Call:
@@ -248,7 +221,7 @@ class _Elaborator(Constructs):
 
     # ------------------------------------------------------------ calls
 
-    def call(self, call: S.Call, cur: int, ctx: _Context, label, span: Span) -> int:
+    def call(self, call: S.Call, cur: int, ctx: Context, label, span: Span) -> int:
         bound = ctx.env.get(call.name)
         if isinstance(bound, (LayerRef, TensorRef)):  # `act`, `skip`: a parameter
             return self._bound_call(call, bound, cur, ctx, label, span)
@@ -280,7 +253,7 @@ class _Elaborator(Constructs):
         self.claim(name, span)
         return self.add(name, op, (cur,), span, ctx)
 
-    def _bound_call(self, call: S.Call, value, cur: int, ctx: _Context, label,
+    def _bound_call(self, call: S.Call, value, cur: int, ctx: Context, label,
                     span: Span) -> int:
         """A name whose value is a layer kind or block (called with the call's
         arguments) or an earlier layer's output (where the chain continues from)."""
@@ -304,7 +277,7 @@ class _Elaborator(Constructs):
                     help="a parameter used as a layer must be given a layer kind, a "
                     "block or an earlier label: `act = relu`")
 
-    def _labelled(self, ctx: _Context, name: str) -> int | None:
+    def _labelled(self, ctx: Context, name: str) -> int | None:
         """The node an earlier label `name` ends with, looked up from the current
         scope outwards (`up4.skip`, then `skip`)."""
         path = ctx.scope.path.split(".") if ctx.scope.path else []
@@ -314,14 +287,14 @@ class _Elaborator(Constructs):
                 return self.labelled[full]
         return None
 
-    def _resolve(self, ctx: _Context | None, name: str):
+    def _resolve(self, ctx: Context | None, name: str):
         """A bare name's meaning as a value: a layer kind, a block, an earlier label."""
         if O.LAYER_SYNONYMS.get(name, name) in O.LAYER_MODELS or name in self.blocks:
             return LayerRef(name)
         node = self._labelled(ctx, name) if ctx is not None else None
         return TensorRef(name, node) if node is not None else None
 
-    def block_call(self, block: S.Definition, call: S.Call, cur: int, ctx: _Context,
+    def block_call(self, block: S.Definition, call: S.Call, cur: int, ctx: Context,
                    label) -> int:
         if len(ctx.blocks) >= MAX_BLOCK_DEPTH:
             chain = " -> ".join(name for _, name in ctx.blocks[-4:])
@@ -335,7 +308,7 @@ class _Elaborator(Constructs):
         given = {p.name for p in block.params[:positional]} | \
             {arg.name for arg in call.args if arg.name is not None}
         self.graph.block_args[path] = BlockArgs(block.name, dict(env), frozenset(given))
-        inner = _Context(env, _Scope(path), ctx.blocks + ((path, block.name),),
+        inner = Context(env, Scope(path), ctx.blocks + ((path, block.name),),
                          ctx.calls + (call.span,), ctx.training_only, ctx.frozen,
                          in_network=False)
         try:
@@ -381,7 +354,7 @@ class _Elaborator(Constructs):
 
     # ------------------------------------------------------------ graph building
 
-    def add(self, name: str, op, inputs: tuple[int, ...], span: Span, ctx: _Context) -> int:
+    def add(self, name: str, op, inputs: tuple[int, ...], span: Span, ctx: Context) -> int:
         if len(self.graph.nodes) >= MAX_NODES:
             raise error("E0209", f"the network passes {MAX_NODES:,} layers", span,
                         label="cnnspec stops here rather than run out of memory",
@@ -392,7 +365,7 @@ class _Elaborator(Constructs):
         self.table.ensure(node.id)
         return node.id
 
-    def join(self, op, inputs: tuple[int, ...], ctx: _Context, span: Span) -> int:
+    def join(self, op, inputs: tuple[int, ...], ctx: Context, span: Span) -> int:
         base = f"{ctx.scope.path}.{op.op}" if ctx.scope.path else op.op
         name, suffix = base, self.join_counts.get(base, 0)
         while name in self.taken:  # `add`, `add_1`, `add_2`, ... within one scope
@@ -402,10 +375,10 @@ class _Elaborator(Constructs):
         self.taken[name] = span
         return self.add(name, op, inputs, span, ctx)
 
-    def child(self, ctx: _Context, label: str, span: Span) -> _Context:
+    def child(self, ctx: Context, label: str, span: Span) -> Context:
         path = ctx.scope.place(label)
         self.claim(path, span)
-        return replace(ctx, scope=_Scope(path))
+        return replace(ctx, scope=Scope(path))
 
     def claim(self, name: str, span: Span) -> None:
         earlier = self.taken.get(name)
@@ -421,14 +394,14 @@ class _Elaborator(Constructs):
 
     # ------------------------------------------------------------ values
 
-    def evaluator(self, ctx: _Context, cur: int) -> Evaluator:
+    def evaluator(self, ctx: Context, cur: int) -> Evaluator:
         def resolve(name):
             return self._resolve(ctx, name)
         if cur < 0:  # before `input`
             return Evaluator(ctx.env, _no_input(self.graph.span), resolve)
         return Evaluator(ctx.env, lambda: self.table[cur].shape, resolve)
 
-    def _assert(self, statement: S.AssertStatement, cur: int, ctx: _Context) -> None:
+    def _assert(self, statement: S.AssertStatement, cur: int, ctx: Context) -> None:
         if self._truth(statement.condition, cur, ctx):
             return
         message = statement.message or "this condition does not hold"
@@ -436,14 +409,14 @@ class _Elaborator(Constructs):
                     label="false here", help="the spec (or the block's caller) asked for "
                     "something this assertion rules out")
 
-    def _truth(self, expr: S.Expr, cur: int, ctx: _Context) -> bool:
+    def _truth(self, expr: S.Expr, cur: int, ctx: Context) -> bool:
         value = self.evaluator(ctx, cur)(expr)
         if not isinstance(value, bool):
             raise error("E0206", "a condition must be true or false", expr.span,
                         label=f"found {value!r}", help="compare it: `stride != 1`")
         return value
 
-    def _count(self, expr: S.Expr, cur: int, ctx: _Context) -> int:
+    def _count(self, expr: S.Expr, cur: int, ctx: Context) -> int:
         value = self.evaluator(ctx, cur)(expr)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             raise error("E0206", "a repeat count must be a whole number >= 0", expr.span,
@@ -453,7 +426,7 @@ class _Elaborator(Constructs):
                         expr.span, label="no real network repeats a block this often")
         return value
 
-    def _label(self, label: S.Label, cur: int, ctx: _Context) -> str:
+    def _label(self, label: S.Label, cur: int, ctx: Context) -> str:
         evaluate = self.evaluator(ctx, cur)
         pieces = [part if isinstance(part, str) else str(evaluate(part))
                   for part in label.parts]
@@ -468,7 +441,7 @@ class _Elaborator(Constructs):
                         label="names use letters, digits and `_` (and `-` between parts)")
         return text
 
-    def _dims(self, dims, ctx: _Context, cur: int) -> tuple[int, ...]:
+    def _dims(self, dims, ctx: Context, cur: int) -> tuple[int, ...]:
         evaluate = self.evaluator(ctx, cur)
         values = []
         for dim in dims:

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from . import syntax as S
-from .diagnostics import did_you_mean, error
+from ..diagnostics import did_you_mean, error
 
 CONSTANTS = {"true": True, "false": False, "none": None, "same": "same",
              "global": "global"}

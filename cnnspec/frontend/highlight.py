@@ -5,7 +5,7 @@ Takes: `.cnn` source text. Returns: a Pygments token stream (`CnnLexer`), found 
 point in pyproject.toml.
 
 The word lists below copy the grammar (grammar/cnnspec.lark), the op registry
-(cnnspec/ops.py) and the expression functions (cnnspec/evaluate.py) instead of
+(cnnspec/ops.py) and the expression functions (cnnspec/frontend/expressions.py) instead of
 importing them, so that highlighting needs neither Lark nor Pydantic;
 tests/test_highlighting.py fails when they drift apart.
 

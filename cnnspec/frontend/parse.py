@@ -16,7 +16,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from . import syntax as S
-from .diagnostics import SourceFile, Span, error
+from ..diagnostics import SourceFile, Span, error
 
 MAX_SOURCE_BYTES = 200_000  # 50x the largest spec in specs/; bounds parse time
 MAX_NESTING = 32
@@ -33,10 +33,11 @@ _TERMINAL_WORDS = {
 
 def grammar_path() -> Path:
     """The grammar file: inside the installed package, else the repository's copy."""
-    packaged = Path(__file__).with_name("grammar") / "cnnspec.lark"
+    package = Path(__file__).resolve().parent.parent
+    packaged = package / "grammar" / "cnnspec.lark"
     if packaged.exists():
         return packaged
-    return Path(__file__).resolve().parent.parent / "grammar" / "cnnspec.lark"
+    return package.parent / "grammar" / "cnnspec.lark"
 
 
 class _PostLexer:

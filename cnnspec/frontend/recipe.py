@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import syntax as S
 from .arguments import invalid_value
-from .diagnostics import did_you_mean, error
+from ..diagnostics import did_you_mean, error
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -136,7 +136,7 @@ def build_recipe(sections, evaluate) -> Recipe | None:
     try:
         return Recipe.model_validate(values)
     except ValidationError as problem:
-        raise invalid_value("train", problem, spans, sections[0].span) from None
+        raise invalid_value("train", problem, spans, sections[0].span, Recipe) from None
 
 
 def _recipe_value(key: str, value: S.TrainValue, evaluate):

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import NamedTuple, Union
 
-from .diagnostics import Span
+from ..diagnostics import Span
 
 # ---------------------------------------------------------------- expressions
 

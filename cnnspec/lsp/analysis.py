@@ -23,11 +23,11 @@ from functools import cached_property
 from pathlib import Path
 from typing import NamedTuple
 
-from .. import syntax as S
+from ..frontend import syntax as S
 from ..api import Spec, _Modules, load_text
 from ..diagnostics import Span, SpecError
-from ..lint import lint
-from ..parse import parse
+from ..analyses.lint import lint
+from ..frontend.parse import parse
 
 
 class Range(NamedTuple):

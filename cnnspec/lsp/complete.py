@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .. import ops as O
-from .. import syntax as S
-from ..evaluate import FUNCTIONS, INPUT_ATTRIBUTES
+from ..frontend import syntax as S
+from ..frontend.expressions import FUNCTIONS, INPUT_ATTRIBUTES
 from .analysis import Analysis, children, path_at, signature
 from .hover import block_doc, layer_signature, value_text
 
@@ -126,7 +126,7 @@ def _values(names: list[Completion]) -> list[Completion]:
 
 
 def _functions() -> list[Completion]:
-    from ..evaluate import _USAGE
+    from ..frontend.expressions import _USAGE
 
     return [Completion(name, "function", _USAGE.get(name, f"{name}(x)"))
             for name in sorted(FUNCTIONS)]
@@ -174,7 +174,7 @@ def _files(path: str | None, typed: str, start: int) -> list[Completion]:
 @lru_cache(maxsize=1)
 def keywords() -> tuple[str, ...]:
     """The language's reserved words, read from the grammar's terminals."""
-    from ..parse import _parser
+    from ..frontend.parse import _parser
 
     words = set()
     for terminal in _parser().terminals:

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import NamedTuple
 
 from .. import ops as O
-from .. import syntax as S
-from ..check import shape_text
-from ..explain_render import lines as explain_lines
-from ..summary import rf_text
+from ..frontend import syntax as S
+from ..frontend.check import shape_text
+from ..analyses.explain.render import lines as explain_lines
+from ..analyses.summary import rf_text
 from .analysis import (
     Analysis,
     Range,

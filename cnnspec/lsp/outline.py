@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import NamedTuple
 
-from .. import syntax as S
-from ..check import shape_text
+from ..frontend import syntax as S
+from ..frontend.check import shape_text
 from .analysis import Analysis, Range, signature, source_text, span_range
 
 

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ..recipe import Adam, Augmentation, CosineSchedule, Init, Optimizer, Recipe, Schedule
+from ..frontend.recipe import Adam, Augmentation, CosineSchedule, Init, Optimizer, Recipe, Schedule
 from .errors import UsageError
 
 # What a spec without `train { }` gets: a short, robust run (printed at the start).

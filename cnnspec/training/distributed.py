@@ -95,7 +95,7 @@ class ShardSampler(Sampler):
 def sync_batchnorm(module: torch.nn.Module) -> torch.nn.Module:
     """Every trainable batchnorm as a SyncBatchNorm (CUDA only); the frozen ones of
     `frozen { }` keep their own statistics."""
-    from ..torch_backend import FrozenBatchNorm1d, FrozenBatchNorm2d
+    from ..backends.torch_backend import FrozenBatchNorm1d, FrozenBatchNorm2d
 
     for name, child in module.named_children():
         if isinstance(child, (FrozenBatchNorm1d, FrozenBatchNorm2d)):

@@ -309,7 +309,7 @@ def _class_names(found: list[str], record: dict, count: int, notes: list[str]
 
 def _model(spec, path: Path, record: dict, device: torch.device) -> torch.nn.Module:
     """`spec`'s module with every tensor from `path`, in evaluation mode."""
-    from ..torch_backend import to_torch
+    from ..backends.torch_backend import to_torch
 
     model = to_torch(spec)
     report, usable = compare(model, read_state_dict(path), path)

@@ -53,7 +53,7 @@ def select_layers(layers: list[str], patterns=(), unfreeze_from: str | None = No
 def freeze(model: nn.Module, spec, patterns=(), unfreeze_from: str | None = None
            ) -> list[str]:
     """Freeze the selected layers of `model` in place; their names."""
-    from ..torch_backend import FrozenBatchNorm1d, FrozenBatchNorm2d
+    from ..backends.torch_backend import FrozenBatchNorm1d, FrozenBatchNorm2d
 
     names = select_layers(spec.layer_names, patterns, unfreeze_from)
     modules = dict(model.named_modules())

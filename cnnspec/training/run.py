@@ -23,7 +23,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 
-from .. import __version__
+from ..version import __version__
 from . import checkpoint as files
 from . import rundir, signals
 from .config import RunConfig, describe_optimizer, describe_schedule, resolve
@@ -96,7 +96,7 @@ def preflight(spec, data=None, *, nproc: int, network=None, params=None, resume=
     _per_rank_batch(config.batch, nproc)
     check_sync_batchnorm(config.sync_batchnorm, pick_device(config.device))
     if config.weights and resume is None or config.freeze or config.unfreeze_from:
-        from ..torch_backend import to_torch
+        from ..backends.torch_backend import to_torch
 
         model = to_torch(spec)
         if config.weights and resume is None:
@@ -247,7 +247,7 @@ class _Run:
 
     # -- setting up
     def _build(self, fresh: bool):
-        from ..torch_backend import to_torch
+        from ..backends.torch_backend import to_torch
 
         _seed_everything(self.config.seed)
         model = to_torch(self.spec)

@@ -14,8 +14,8 @@ import sys
 from pathlib import Path
 
 import cnnspec
-from cnnspec.compare import chart, compare
-from cnnspec.render import render
+from cnnspec.analyses.compare import chart, compare
+from cnnspec.diagrams import render
 
 HERE = Path(__file__).resolve().parent
 SPECS = HERE.parent.parent / "specs"

@@ -5,7 +5,7 @@ an `Explanation`, one `Record` per layer (or per block), each quantity as the fo
 text with the numbers substituted and its value: the output size per axis, the
 parameters, the MACs, the activation values and bytes, the receptive field and the
 jump. The values are the checker's (`spec.table`); the formulas restate the rule of
-`cnnspec/check.py` that gave them, so evaluating a formula gives its value
+`cnnspec/frontend/check.py` that gave them, so evaluating a formula gives its value
 (`evaluate`; tests/test_explain.py checks it for every layer of every spec).
 
 This module is the entry point (`explain`) and sums layers into blocks and the
@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import difflib
 
-from .explain_layer import layer_records
-from .explain_model import (
+from .layer import layer_records
+from .model import (
     LIMIT,
     SHAPE_KEYS,
     Explanation,
@@ -34,7 +34,7 @@ from .explain_model import (
     rounded,
     value_text,
 )
-from .summary import block_groups, human_bytes
+from ..summary import block_groups, human_bytes
 
 __all__ = ["LIMIT", "SHAPE_KEYS", "Explanation", "Quantity", "Record", "Share",
            "UnknownLayer", "evaluate", "explain", "human_bytes", "number", "rounded",

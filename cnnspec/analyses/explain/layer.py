@@ -1,7 +1,7 @@
 """Explain's per-layer arithmetic: one layer's numbers with their formulas.
 
 Takes: a checked `Spec` and its layers (graph nodes). Returns: one `Record` per
-layer (`layer_records`), each quantity the formula that `cnnspec/check.py`'s rule
+layer (`layer_records`), each quantity the formula that `cnnspec/frontend/check.py`'s rule
 gives with the layer's numbers substituted, and the checker's value: the output
 size per axis, the parameters, the MACs, the activation values and bytes, the
 receptive field and the jump. Imports neither torch nor rich.
@@ -9,9 +9,9 @@ receptive field and the jump. Imports neither torch nor rich.
 
 from __future__ import annotations
 
-from . import ops as O
-from .check import window_arithmetic, widest_bin, window_settings
-from .explain_model import Quantity, Record, bytes_quantity, evaluate, number
+from ... import ops as O
+from ...frontend.check import window_arithmetic, widest_bin, window_settings
+from .model import Quantity, Record, bytes_quantity, evaluate, number
 
 
 def _span_text(k: int, d: int) -> str:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 
-from .explain_model import (
+from .model import (
     LIMIT,
     Explanation,
     Quantity,
@@ -18,7 +18,7 @@ from .explain_model import (
     rounded,
     value_text,
 )
-from .summary import human_bytes
+from ..summary import human_bytes
 
 
 def _pairs(record: Record, keys: tuple[str, str]):

@@ -27,12 +27,12 @@ import re
 import textwrap
 from pathlib import Path
 
-from . import __version__
-from . import codegen_blocks as B
-from . import ops as O
-from .codegen_blocks import literal
-from .ir import ancestors, in_place_nodes
-from .layers import (GLOBAL_DROP_PATH, HELPERS, LAYER_SCALE, constructor, fractal_joins,
+from ... import ops as O
+from ...ir import ancestors, in_place_nodes
+from ...version import __version__
+from . import blocks as B
+from .blocks import literal
+from ..layers import (GLOBAL_DROP_PATH, HELPERS, LAYER_SCALE, constructor, fractal_joins,
                      layer_scale_shape, pad_channels_widths)
 
 _COMMENT_COLUMN = 64  # shape comments line up here (longer lines push them right)
@@ -193,7 +193,7 @@ def _shape(shape) -> str:
 
 def _helper_sources(names) -> dict[str, str]:
     """The source of torch_backend's own layer classes, read as text (no torch import)."""
-    path = Path(__file__).with_name("torch_backend.py")
+    path = Path(__file__).resolve().parent.parent / "torch_backend.py"
     text = path.read_text(encoding="utf-8")
     found = {}
     for item in ast.parse(text).body:

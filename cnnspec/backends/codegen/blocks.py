@@ -29,9 +29,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-from . import ops as O
-from .ir import Node, in_place_nodes
-from .layers import Constructor, constructor, pad_channels_widths
+from ... import ops as O
+from ...ir import Node, in_place_nodes
+from ..layers import Constructor, constructor, pad_channels_widths
 
 MAX_VARIANTS = 4  # classes per spec block before the block is written inline
 REQUIRED = object()  # a constructor parameter without a default

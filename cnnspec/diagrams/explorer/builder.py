@@ -36,10 +36,10 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from .. import __version__
-from ..check import shape_text
+from ...version import __version__
+from ...frontend.check import shape_text
 from ..render import BLOCK, FAMILIES, THEMES, check_options, dot_for, family, pipe
-from ..summary import human, human_bytes
+from ...analyses.summary import human, human_bytes
 from . import facts as facts_module
 from .views import View, locate, plan
 

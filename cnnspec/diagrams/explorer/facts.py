@@ -16,9 +16,9 @@ from __future__ import annotations
 
 import re
 
-from ..check import shape_text
+from ...frontend.check import shape_text
 from ..render import short
-from ..summary import LayerSummary, collapse, human_bytes, rf_text, summarize
+from ...analyses.summary import LayerSummary, collapse, human_bytes, rf_text, summarize
 
 
 def records(spec) -> dict[str, dict]:
