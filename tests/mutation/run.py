@@ -28,12 +28,14 @@ GROUPS = sorted(path.stem for path in HERE.glob("*.cfg"))
 
 
 def prepare(group: str, fresh: bool) -> Path:
-    """Copy the tracked tree (as it is on disk) to .mutation/<group>/ with the group's config."""
+    """Copy the working tree as it is on disk (tracked files, and new files git does not
+    ignore: a test not yet committed) to .mutation/<group>/ with the group's config."""
     workdir = ROOT / ".mutation" / group
     if fresh and workdir.exists():
         shutil.rmtree(workdir)
     tracked = subprocess.run(
-        ["git", "ls-files", "-z"], cwd=ROOT, check=True, capture_output=True
+        ["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+        cwd=ROOT, check=True, capture_output=True
     ).stdout.decode().split("\0")
     for name in filter(None, tracked):
         source, target = ROOT / name, workdir / name
