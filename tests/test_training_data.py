@@ -318,3 +318,21 @@ def test_validation_is_deterministic_and_training_random(tmp_path):
     # normalize with (0.5,)/(0.5,) for 1 channel: [0, 1] -> [-1, 1]
     assert data.val.images.min() >= -1 and data.val.images.max() <= 1
     assert data.val.images.min() < -0.9
+
+
+def test_random_resized_crop_validates_as_torchvisions_eval_preset():
+    """Validation after `random_resized_crop S` is torchvision's eval preset: the
+    shorter side resized to S * 256/224, then the centre S x S (references/
+    classification/presets.py, resize_size=256 for crop_size=224)."""
+    from torchvision.transforms import v2
+
+    from cnnspec.training.transforms import pipelines
+
+    _, val_steps, _ = pipelines((3, 100, 60), (3, 24, 24),
+                                (Augmentation(kind="random_resized_crop", size=24),))
+    image = torch.rand(3, 100, 60, generator=torch.Generator().manual_seed(0))
+    reference = v2.Compose([v2.Resize(round(24 * 256 / 224), antialias=True),
+                            v2.CenterCrop(24)])
+    ours = v2.Compose(val_steps)(image)
+    assert ours.shape == (3, 24, 24)
+    assert torch.equal(ours, reference(image))
