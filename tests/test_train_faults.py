@@ -368,3 +368,66 @@ def test_a_spec_frozen_in_part_says_how_many_parameters_train(cli, tmp_path):
     assert done.returncode == 0, done.stderr
     # conv1: 8 * (1 * 3 * 3) + 8 = 80 frozen; fc: 8 * 6 * 6 * 10 + 10 = 2,890 train
     assert "80 parameters; 2,890 of 2,970 parameters train" in done.stdout
+
+
+def test_a_stop_signal_in_a_step_is_named_and_its_status_is_the_shells(tmp_path,
+                                                                      small_spec):
+    """SIGTERM raised inside a training step stops the run with that signal's name and
+    number; the status is 128 + the number, as shells and schedulers read it."""
+    import cnnspec
+    from cnnspec.training.progress import Silent
+    from cnnspec.training.run import Interrupted
+    from cnnspec.training.signals import exit_status
+
+    class TerminatedInAStep(Silent):
+        def step(self, step, lr):
+            os.kill(os.getpid(), signal.SIGTERM)
+
+    with pytest.raises(Interrupted) as stop:
+        cnnspec.train(small_spec, data="digits", out=tmp_path / "run",
+                      reporter=TerminatedInAStep())
+    assert (stop.value.saved, stop.value.signal_number) == (0, signal.SIGTERM)
+    assert exit_status(stop.value.signal_number) == 143
+    assert exit_status(signal.SIGINT) == 130
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL
+
+
+def test_without_out_a_run_takes_the_next_free_folder(tmp_path, small_spec, monkeypatch):
+    import cnnspec
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "runs" / "small").mkdir(parents=True)
+    (tmp_path / "runs" / "small-2").mkdir()
+    result = cnnspec.train(small_spec, data="digits", epochs=1, verbose=False)
+    assert result.run_dir == tmp_path.joinpath("runs", "small-3").relative_to(tmp_path)
+
+
+def test_a_new_lr_on_resuming_rescales_the_rest_of_the_schedule(tmp_path, small_spec):
+    """Stopped after epoch 1 of 4 and resumed with --lr 0.2 (the spec says 0.1): the
+    epochs to come get the cosine rates of base 0.2."""
+    import cnnspec
+    from cnnspec.training.progress import Silent
+    from cnnspec.training.run import Interrupted
+
+    class StopInEpoch2(Silent):
+        def start_epoch(self, epoch, epochs, steps):
+            if epoch == 2:
+                raise KeyboardInterrupt
+
+    run = tmp_path / "run"
+    with pytest.raises(Interrupted):
+        cnnspec.train(small_spec, data="digits", out=run, reporter=StopInEpoch2())
+    cnnspec.train(small_spec, resume=run, lr=0.2, verbose=False)
+    rates = [r["lr"] for r in _rows(run)]
+    assert rates == pytest.approx([_cosine(0.1, 1, 4)] +
+                                  [_cosine(0.2, e, 4) for e in range(2, 5)])
+
+
+def test_a_folder_with_an_unreadable_checkpoint_is_not_overwritten(cli, tmp_path,
+                                                                   small_spec):
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "last.ckpt").write_bytes(b"\x00" * 64)
+    _fails(cli("train", small_spec, "--data", "digits", "--out", run), 2,
+           "already holds a run (a checkpoint)", f"--resume {run}")
+    assert (run / "last.ckpt").read_bytes() == b"\x00" * 64

@@ -37,7 +37,7 @@ FIXED = {"weights": "--weights", "freeze": "--freeze", "unfreeze_from": "--unfre
 MEANINGS = {
     "batch": "each epoch now takes steps of another size; the learning rate is not "
              "scaled with the batch (scale --lr yourself if the recipe needs it)",
-    "lr": "the schedule goes on from the new base rate",
+    "lr": "the epochs to come get the schedule's rates for the new base rate",
     "weight_decay": "the optimizer's decay changes from the next step",
     "label_smoothing": "the training loss changes from the next step",
     "clip_grad": "gradient clipping changes from the next step",
@@ -169,13 +169,19 @@ def _fast_forward(scheduler, epochs: int) -> None:
 
 def _set_base_lr(optimizer, scheduler, old: float, new: float) -> None:
     """Resumed with another --lr: the groups that had the old base rate (not the
-    classifier's own `lr_head`) go on from the new one."""
+    classifier's own `lr_head`) take the new one, and their current rate is scaled
+    by new/old, so the epochs to come get what the schedule gives with the new base
+    (torch's schedulers step multiplicatively, so the scaling carries on)."""
     changed = []
     for index, group in enumerate(optimizer.param_groups):
         if group.get("initial_lr", old) == old:
-            group["lr"] = group["initial_lr"] = new
+            group["lr"] = group["lr"] * new / old
+            group["initial_lr"] = new
             changed.append(index)
     for inner in [scheduler] + list(getattr(scheduler, "_schedulers", [])):
         if hasattr(inner, "base_lrs"):
             for index in changed:
                 inner.base_lrs[index] = new
+        if hasattr(inner, "_last_lr"):
+            for index in changed:
+                inner._last_lr[index] = optimizer.param_groups[index]["lr"]
