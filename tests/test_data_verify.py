@@ -243,3 +243,12 @@ def test_skip_bad_images_is_part_of_the_run(cli, tmp_path):
     refused = cli("train", spec, "--resume", run, "--epochs", "2", "--val-fraction",
                   "0.5")
     assert refused.returncode == 2 and "--val-fraction cannot change" in refused.stderr
+
+
+def test_every_file_of_a_folder_larger_than_one_chunk_is_checked(tmp_path):
+    """The scan works in chunks of files: a bad file after the first chunk is found."""
+    for name in ("a", "b"):
+        _images(tmp_path / "data" / name, verify.CHUNK)
+    (tmp_path / "data" / "b" / "zz_last.png").write_bytes(b"not a png")
+    message = _error(tmp_path / "data")
+    assert "b/zz_last.png" in message and f"of {2 * verify.CHUNK + 1:,} images" in message
