@@ -44,6 +44,15 @@ def cli(capsys):
     return run
 
 
+def fails(result, status, *phrases):
+    """A command's result (as `cli` gives it) failed with `status`, no traceback,
+    and each phrase in its stderr."""
+    assert result.returncode == status, (result.stdout, result.stderr)
+    assert "Traceback" not in result.stderr + result.stdout
+    for phrase in phrases:
+        assert phrase in result.stderr, result.stderr
+
+
 @pytest.fixture
 def spec_path():
     return lambda name: SPECS / f"{name}.cnn"

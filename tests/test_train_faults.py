@@ -17,7 +17,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 
-from conftest import ROOT, SPECS
+from conftest import ROOT, SPECS, fails as _fails
 
 pytest.importorskip("sklearn")
 pytest.importorskip("safetensors")
@@ -66,13 +66,6 @@ def _assert_same_weights(expected_run, run):
         assert torch.equal(expected[name], got[name]), name
     assert [r["val_loss"] for r in _rows(expected_run)] == [r["val_loss"]
                                                             for r in _rows(run)]
-
-
-def _fails(result, status, *phrases):
-    assert result.returncode == status, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
 
 
 # -- 1. a run whose classes came from the data resumes as it was built

@@ -16,7 +16,7 @@ import time
 import pytest
 import torch
 
-from conftest import ROOT, SPECS
+from conftest import ROOT, SPECS, fails as _fails
 
 pytest.importorskip("sklearn")
 pytest.importorskip("safetensors")
@@ -201,13 +201,6 @@ torch.save(result.model.state_dict(), {str(tmp_path)!r} + f"/rank{{os.environ['R
 
 
 # -- bad input: one clear message, the right exit status, nothing lost
-
-
-def _fails(result, status, *phrases):
-    assert result.returncode == status, (result.stdout, result.stderr)
-    assert "Traceback" not in result.stderr + result.stdout
-    for phrase in phrases:
-        assert phrase in result.stderr, result.stderr
 
 
 def test_missing_and_unusable_data(cli, tmp_path, image_folder):

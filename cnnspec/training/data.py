@@ -288,9 +288,10 @@ def _class_folders(root: Path) -> list[str]:
     return classes
 
 
-def _class_folder_dataset(root: Path, classes: list[str], transform, allow_empty=False):
+def _class_folder_dataset(root: Path, classes: list[str], allow_empty=False):
     """torchvision's ImageFolder over `root` with the labels of `classes` (so val/
-    numbers its classes as train/ does, even when it lacks some)."""
+    numbers its classes as train/ does, even when it lacks some); its transform is
+    set once every image has been checked."""
     try:
         from torchvision.datasets import ImageFolder
     except ImportError:
@@ -301,7 +302,7 @@ def _class_folder_dataset(root: Path, classes: list[str], transform, allow_empty
             return list(classes), {name: i for i, name in enumerate(classes)}
 
     try:
-        return ClassFolders(str(root), transform, loader=_load_image,
+        return ClassFolders(str(root), loader=_load_image,
                             allow_empty=allow_empty)
     except FileNotFoundError as problem:
         raise DataError(f"{root}: {problem}; add images or remove the empty "
@@ -313,7 +314,7 @@ def _image_folder(path: Path, input_shape, augment, seed: int, val_fraction: flo
                   ) -> Datasets:
     train_root, val_root = _folder_roots(path)
     classes = _class_folders(train_root)
-    train_set = _class_folder_dataset(train_root, classes, None)
+    train_set = _class_folder_dataset(train_root, classes)
     val_set = _val_folder(val_root, classes) if val_root is not None else None
     if val_set is None and not 0 < val_fraction < 1:
         raise DataError(f"val_fraction must lie between 0 and 1, not {val_fraction}")
@@ -363,7 +364,7 @@ def _val_folder(root: Path, classes: list[str]):
     if extra:
         raise DataError(f"{root} has class folders that train/ lacks: {', '.join(extra)}; "
                         "train/ and val/ need the same class folders")
-    val = _class_folder_dataset(root, classes, None, allow_empty=True)
+    val = _class_folder_dataset(root, classes, allow_empty=True)
     if not len(val):
         raise DataError(f"{root} has no images; add some to its class folders "
                         "or remove it to split train/ instead")

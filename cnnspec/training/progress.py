@@ -74,10 +74,9 @@ class Reporter(Silent):
 
     def step(self, step, lr: float) -> None:
         if self.bar is not None:
-            rate = step.images / step.seconds if step.seconds > 0 else 0.0
             self.bar.update(self.task, completed=step.index,
                             info=f"loss {step.loss:.4f}  acc {step.top1:.1%}  "
-                                 f"lr {lr:.3g}  {rate:,.0f} img/s")
+                                 f"lr {lr:.3g}  {_rate(step):,.0f} img/s")
             return
         if self.live or step.index >= step.steps:  # the last: its epoch line follows
             return
@@ -128,11 +127,15 @@ def epoch_line(row: dict) -> str:
 def step_line(step, lr: float, epoch: int, epochs: int) -> str:
     """Where an epoch is, for a stream that is not a terminal: the running training
     loss and top-1, the learning rate, images per second and the epoch's time left."""
-    rate = step.images / step.seconds if step.seconds > 0 else 0.0
     left = step.seconds / step.index * (step.steps - step.index) if step.index else 0.0
     return (f"epoch {epoch}/{epochs}  step {step.index}/{step.steps}  "
             f"loss {step.loss:.4f}  acc {step.top1:.1%}  lr {lr:.3g}  "
-            f"{rate:,.0f} img/s  eta {duration(left)}")
+            f"{_rate(step):,.0f} img/s  eta {duration(left)}")
+
+
+def _rate(step) -> float:
+    """Training images per second so far in the epoch."""
+    return step.images / step.seconds if step.seconds > 0 else 0.0
 
 
 def duration(seconds: float) -> str:

@@ -133,21 +133,20 @@ def restore(state: dict, model, optimizer, scheduler, scaler, ema, config: RunCo
     returns (history, the first epoch to run). The optimizer's hyperparameters are
     `config`'s, its moments the checkpoint's."""
     before = RunConfig.model_validate_json(state["config"])
-    fresh = [{k: v for k, v in group.items() if k != "params"}
-             for group in optimizer.param_groups]
     rebuild = (scheduler is not None and config.epochs != before.epochs
                and config.schedule.kind in LENGTH_DEPENDENT)
     if rebuild:
         _fast_forward(scheduler, state["epoch"])
-        fresh = [{k: v for k, v in group.items() if k != "params"}
-                 for group in optimizer.param_groups]
+    # A rebuilt schedule's rates are the fresh groups' own; otherwise the saved ones.
+    kept = {"params"} if rebuild else {"params", "lr", "initial_lr"}
+    fresh = [{k: v for k, v in group.items() if k not in kept}
+             for group in optimizer.param_groups]
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
     if scheduler is not None and not rebuild:
         scheduler.load_state_dict(state["scheduler"])
     for group, settings in zip(optimizer.param_groups, fresh):
-        kept = {"lr", "initial_lr"} if not rebuild else set()
-        group.update({k: v for k, v in settings.items() if k not in kept})
+        group.update(settings)
     if not rebuild and before.optimizer.lr != config.optimizer.lr:
         _set_base_lr(optimizer, scheduler, before.optimizer.lr, config.optimizer.lr)
     if scaler is not None and state["scaler"]:

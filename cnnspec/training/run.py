@@ -187,7 +187,7 @@ def _claim(out, name: str, resume: bool, world: World, command: str
     folder, problem = None, None
     if world.main:
         try:
-            folder = rundir.claim(out, name, resume, True, command)
+            folder = rundir.claim(out, name, resume, command)
         except (UsageError, StorageError) as error:
             problem = error
     if world.size > 1:

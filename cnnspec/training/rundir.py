@@ -41,16 +41,15 @@ class RunFolder:
             self.handle = None
 
 
-def claim(out, name: str, resume: bool, main: bool, command: str) -> RunFolder:
-    """The run folder, locked (by the main process; other ranks only use it)."""
+def claim(out, name: str, resume: bool, command: str) -> RunFolder:
+    """The run folder, made if need be and locked (by the main process; the other
+    ranks are told its path, see `run._claim`)."""
     if out is None:
-        path = _free_default(name) if main else None
+        path = _free_default(name)
     else:
         path = Path(out)
-    if not main:
-        return RunFolder(path, [])
-    if out is not None and not resume:
-        _make(path)
+        if not resume:
+            _make(path)
     handle = _lock(path, command)
     try:
         notes = _take_over(path, resume)

@@ -48,24 +48,33 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
+def _install(handler) -> dict:
+    """`handler` for each stop signal that is not ignored (a shell starts a
+    background job with SIGINT ignored, and it stays so); the previous handlers."""
+    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    for number, old in previous.items():
+        if old is not signal.SIG_IGN:
+            signal.signal(number, handler)
+    return previous
+
+
+def _restore(previous: dict) -> None:
+    for number, handler in previous.items():
+        signal.signal(number, handler)
+
+
 @contextmanager
 def handled():
-    """SIGINT and SIGTERM raise `Stopped` during the block (main thread only; a
-    signal that a parent process set to be ignored, as a shell does for a
-    background job's SIGINT, stays ignored)."""
+    """SIGINT and SIGTERM raise `Stopped` during the block (main thread only)."""
     _received.clear()
     if not _in_main_thread():
         yield
         return
-    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
-    for number in STOP_SIGNALS:
-        if previous[number] is not signal.SIG_IGN:
-            signal.signal(number, _stop)
+    previous = _install(_stop)
     try:
         yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        _restore(previous)
 
 
 @contextmanager
@@ -76,15 +85,11 @@ def deferred():
         yield
         return
     held: list[int] = []
-    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
-    for number in STOP_SIGNALS:
-        if previous[number] is not signal.SIG_IGN:
-            signal.signal(number, lambda number, _frame: held.append(number))
+    previous = _install(lambda number, _frame: held.append(number))
     try:
         yield
     finally:
-        for number, handler in previous.items():
-            signal.signal(number, handler)
+        _restore(previous)
     if held:
         _received.append(held[0])
         raise Stopped(held[0])
