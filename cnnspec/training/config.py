@@ -11,9 +11,10 @@ from __future__ import annotations
 import json
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..frontend.recipe import Adam, Augmentation, CosineSchedule, Init, Optimizer, Recipe, Schedule
+from ..frontend.recipe import EMA, Adam, Augmentation, CosineSchedule, Init, LayerFactors, \
+    Mixing, Optimizer, Recipe, RepeatedAugment, Schedule, Warmup
 from .errors import UsageError
 
 # What a spec without `train { }` gets: a short, robust run (printed at the start).
@@ -26,18 +27,30 @@ DEFAULT_BATCH = 64
 class RunConfig(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # -- the recipe, resolved
+    # -- the recipe, resolved (see frontend.recipe.Recipe for each entry)
     optimizer: Optimizer
     schedule: Schedule
+    warmup: Warmup | None = None
     epochs: Annotated[int, Field(ge=1)]
-    batch: Annotated[int, Field(ge=1)]
+    batch: Annotated[int, Field(ge=1)]  # the effective batch, over all processes
+    accumulate: Annotated[int, Field(ge=1)] = 1  # micro-batches per optimizer step
     weight_decay: Annotated[float, Field(ge=0)] = 0.0
+    norm_weight_decay: Annotated[float, Field(ge=0)] | None = None
+    bias_weight_decay: Annotated[float, Field(ge=0)] | None = None
+    lr_mult: LayerFactors = ()
+    decay_mult: LayerFactors = ()
     decay_norm_bias: bool = True
     label_smoothing: Annotated[float, Field(ge=0, lt=1)] = 0.0
     init: Init | None = None
     augment: tuple[Augmentation, ...] = ()
+    interpolation: Literal["bilinear", "bicubic", "nearest"] = "bilinear"
+    val_resize: Annotated[int, Field(ge=1)] | None = None
+    val_crop: Annotated[int, Field(ge=1)] | None = None
+    mixup: Mixing | None = None
+    cutmix: Mixing | None = None
+    repeated_augment: RepeatedAugment | None = None
     clip_grad: Annotated[float, Field(gt=0)] | None = None
-    ema: Annotated[float, Field(gt=0, lt=1)] | None = None
+    ema: EMA | None = None
     # -- fine-tuning: start from a weights file, freeze layers by name
     weights: str | None = None
     freeze: tuple[str, ...] = ()
@@ -58,9 +71,17 @@ class RunConfig(BaseModel):
     defaults_used: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
 
+    @field_validator("ema", mode="before")
+    @classmethod
+    def _ema_decay(cls, value):
+        """`--ema 0.999` (and run.json of older runs): that decay, every step."""
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            return {"decay": value}
+        return value
+
 
 # Overrides that replace a recipe entry, and the ones that only set how it runs.
-RECIPE_OVERRIDES = {"epochs", "batch", "weight_decay", "label_smoothing"}
+RECIPE_OVERRIDES = {"epochs", "batch", "weight_decay", "label_smoothing", "accumulate"}
 RUN_OVERRIDES = {"seed", "device", "amp", "channels_last", "compile", "workers",
                  "sync_batchnorm", "val_fraction", "skip_bad_images", "clip_grad", "ema",
                  "decay_norm_bias", "weights", "freeze", "unfreeze_from", "reinit",
@@ -76,11 +97,7 @@ def resolve(recipe: Recipe | None, **overrides) -> RunConfig:
                             + ", ".join(sorted(OVERRIDES)))
     overrides = _normalized(overrides)
     recipe = recipe or Recipe()
-    values = {"optimizer": recipe.optimizer, "schedule": recipe.schedule,
-              "epochs": recipe.epochs, "batch": recipe.batch,
-              "weight_decay": recipe.weight_decay,
-              "label_smoothing": recipe.label_smoothing, "init": recipe.init,
-              "augment": recipe.augment}
+    values = {name: getattr(recipe, name) for name in Recipe.model_fields}
     defaults = {"optimizer": DEFAULT_OPTIMIZER, "schedule": DEFAULT_SCHEDULE,
                 "epochs": DEFAULT_EPOCHS, "batch": DEFAULT_BATCH}
     used = tuple(k for k, v in defaults.items() if values[k] is None and k not in overrides)
