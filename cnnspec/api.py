@@ -171,7 +171,7 @@ def load_text(text: str, path: str | os.PathLike | None = None, *,
     try:
         module = modules.load(text, path)
         chosen = _choose_network(module, network, path)
-        graph, table = elaborate(chosen, modules.blocks, params)
+        graph, table = elaborate(chosen, modules.blocks, params, modules.recipes)
     except RecursionError:
         raise error("E0002", "the spec nests too deeply to follow", Span(
             SourceFile(path or "<string>", text), 1, 1, 1, 2),
@@ -211,7 +211,8 @@ def _choose_network(module: S.Module, wanted: str | None, path) -> S.Definition:
         return module.networks[0]
     if not networks:
         raise error("E0213", f"{path or 'the spec'} defines no network", None,
-                    label="it has only blocks" if module.blocks else "it is empty",
+                    label=("it has only blocks" if module.blocks else
+                           "it has only recipes" if module.recipes else "it is empty"),
                     help="add `network name { input 3x224x224 ... }`")
     raise error("E0213", f"{path or 'the spec'} defines {len(networks)} networks", None,
                 label="choose one: " + ", ".join(networks),
@@ -219,11 +220,13 @@ def _choose_network(module: S.Module, wanted: str | None, path) -> S.Definition:
 
 
 class _Modules:
-    """Parses a file and everything it imports, once each; collects the blocks."""
+    """Parses a file and everything it imports, once each; collects the blocks and
+    the recipes."""
 
     def __init__(self, unsaved: Mapping[str, str] | None = None):
         self.unsaved = unsaved or {}  # real path -> an editor's text for that file
         self.blocks: dict[str, S.Definition] = {}
+        self.recipes: dict[str, S.Definition] = {}
         self._done: dict[str, S.Module] = {}
         self._stack: list[str] = []
 
@@ -236,7 +239,9 @@ class _Modules:
         for imported in module.imports:
             self._import(imported, base)
         for block in module.blocks:
-            self._define(block)
+            self._define(block, self.blocks)
+        for recipe in module.recipes:
+            self._define(recipe, self.recipes)
         self._stack.pop()
         return module
 
@@ -262,12 +267,13 @@ class _Modules:
                             problem, OSError) else "not UTF-8 text")) from None
         self.load(text, str(target))
 
-    def _define(self, block: S.Definition) -> None:
-        earlier = self.blocks.get(block.name)
-        if earlier is not None and earlier is not block:
-            raise error("E0212", f"block `{block.name}` is defined twice", block.name_span,
+    def _define(self, definition: S.Definition, known: dict[str, S.Definition]) -> None:
+        earlier = known.get(definition.name)
+        if earlier is not None and earlier is not definition:
+            raise error("E0212", f"{definition.kind} `{definition.name}` is defined twice",
+                        definition.name_span,
                         notes=(f"first defined at {earlier.name_span}",))
-        self.blocks[block.name] = block
+        known[definition.name] = definition
 
 
 __all__ = ["Spec", "SpecError", "load", "load_text"]

@@ -79,6 +79,9 @@ class Graph:
         self.outputs: list[Output] = []
         self.block_args: dict[str, BlockArgs] = {}  # by block instance path
         self.recipe = None  # recipe.Recipe when the spec has a `train` section
+        # Each recipe entry set -> where: "specs/x.cnn:41", or "recipe tv (...:12),
+        # called at specs/x.cnn:40" for one a `train: tv(...)` call brought.
+        self.recipe_sources: dict[str, str] = {}
 
     def add(self, **fields) -> Node:
         node = Node(len(self.nodes), **fields)

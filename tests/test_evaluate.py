@@ -123,13 +123,14 @@ def _noise_images(folder, count, seed):
 
 
 def _hand_ten_crop(model, path) -> torch.Tensor:
-    """Resize the shorter side to 259 (227 * 256/224), torchvision's ten crops of
-    227, each one's softmax, averaged."""
-    image = TF.to_dtype(TF.to_image(Image.open(path).convert("RGB")), scale=True)
+    """Resize the shorter side to 259 (227 * 256/224) on the 8-bit image, as
+    torchvision's presets do, torchvision's ten crops of 227 scaled to [0, 1], each
+    one's softmax, averaged."""
+    image = TF.to_image(Image.open(path).convert("RGB"))
     crops = TF.ten_crop(TF.resize(image, [259], antialias=True), [227, 227])
+    crops = [TF.to_dtype(c, scale=True).as_subclass(torch.Tensor) for c in crops]
     with torch.no_grad():
-        return model(torch.stack([c.as_subclass(torch.Tensor) for c in crops])
-                     ).softmax(1).mean(0)
+        return model(torch.stack(crops)).softmax(1).mean(0)
 
 
 def test_ten_crop_is_the_mean_softmax_of_ten_crops(tmp_path):

@@ -170,7 +170,8 @@ def test_the_lectures_transfer_recipe(tmp_path, resnet18_file, image_folder, cap
     config = json.loads((tmp_path / "run" / "run.json").read_text())["config"]
     assert config["optimizer"] == {"kind": "sgd", "lr": 0.001, "momentum": 0.9,
                                    "nesterov": False}
-    assert config["schedule"] == {"kind": "step", "step_size": 7, "gamma": 0.1}
+    assert config["schedule"] == {"kind": "step", "step_size": 7, "gamma": 0.1,
+                                  "per": "epoch"}
     assert config["batch"] == 4 and config["weights"] == str(resnet18_file)
 
 

@@ -17,7 +17,7 @@ from conftest import SPECS
 
 PAPER_SPECS = ["inception_bottleneck", "zfnet", "alexnet_two_gpu", "nin", "googlenet_paper",
                "preact_resnet", "wrn_28_10", "resnet_stochastic_depth", "fractalnet",
-               "resnext_paths_block", "resnext_grouped_block"]
+               "resnext_paths_block", "resnext_grouped_block", "resnet20_cifar"]
 
 
 # --- Plain-PyTorch references, written from the papers (not from the specs). ReLU, LRN,
@@ -203,6 +203,11 @@ REFERENCES = {
     "resnet_stochastic_depth": (lambda: nn.Sequential(
         _conv(3, 16, 3, p=1, bias=False), nn.BatchNorm2d(16),
         *_stages(_OptionABasic, 16, [16, 32, 64], 18),
+        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)), (3, 32, 32)),
+    # ResNet-20 (6n + 2, n = 3), He et al. (2015) section 4.2: as ResNet-110, 3 blocks a stage
+    "resnet20_cifar": (lambda: nn.Sequential(
+        _conv(3, 16, 3, p=1, bias=False), nn.BatchNorm2d(16),
+        *_stages(_OptionABasic, 16, [16, 32, 64], 3),
         nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10)), (3, 32, 32)),
     # FractalNet, CIFAR: 5 blocks of C = 4 columns, widths 64..512, each then 2x2 pool
     "fractalnet": (lambda: nn.Sequential(
@@ -508,6 +513,41 @@ def test_option_a_shortcut_is_subsampling_and_zero_channels():
     assert x.shape == (2, 16, 32, 32) and shortcut.shape == (2, 32, 16, 16)
     assert torch.equal(shortcut[:, :16], x[:, :, ::2, ::2])
     assert not shortcut[:, 16:].any()
+
+
+def test_cifar_resnet_depths_match_table_6():
+    """He et al. (2015), section 4.2 and table 6: 6n + 2 layers, "0.27M" parameters for
+    ResNet-20, "0.85M" for ResNet-56, "1.7M" for ResNet-110 (the same arithmetic as
+    ResNet-110 above, n blocks a stage)."""
+    stages = [(16, 16), (16, 32), (32, 64)]
+    for depth, published, digits in [(20, 0.27, 2), (56, 0.85, 2), (110, 1.7, 1)]:
+        n = (depth - 2) // 6
+        spec = cnnspec.load(SPECS / "resnet20_cifar.cnn", depth=depth)
+        arithmetic = (3 * 9 * 16 + 2 * 16 + 64 * 10 + 10
+                      + sum(9 * cin * w + 9 * w * w + 4 * w + (n - 1) * (18 * w * w + 4 * w)
+                            for cin, w in stages))
+        assert spec.params == arithmetic == 97_216 * n - 21_926
+        assert round(spec.params / 1e6, digits) == published
+        convs = sum(node.op.op == "conv" for node in spec.graph.nodes)
+        assert convs + 1 == depth                        # the convs and the fc
+    assert cnnspec.load(SPECS / "resnet20_cifar.cnn").params == 269_722
+    assert cnnspec.load(SPECS / "resnet20_cifar.cnn", depth=110).params \
+        == cnnspec.load(SPECS / "resnet_stochastic_depth.cnn").params
+    with pytest.raises(cnnspec.SpecError):
+        cnnspec.load(SPECS / "resnet20_cifar.cnn", depth=21)
+
+
+def test_cifar_resnet_recipe_is_section_4_2():
+    """0.1, divided by 10 at 32k and 48k iterations, ending at 64k, batch 128: at
+    50,000 / 128 = 390.625 iterations an epoch, epochs 82 and 123 of 164."""
+    recipe = cnnspec.load(SPECS / "resnet20_cifar.cnn").recipe
+    per_epoch = 50_000 / 128
+    assert (recipe.optimizer.kind, recipe.optimizer.lr, recipe.optimizer.momentum) == \
+        ("sgd", 0.1, 0.9)
+    assert (recipe.batch, recipe.weight_decay) == (128, 0.0001)
+    assert recipe.epochs == round(64_000 / per_epoch) == 164
+    assert recipe.schedule.milestones == tuple(round(i / per_epoch) for i in (32_000, 48_000))
+    assert recipe.schedule.gamma == 0.1
 
 
 # --- 9. FractalNet (Larsson et al. 2017, section 2 eq. 1-2, section 4)

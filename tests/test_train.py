@@ -11,9 +11,16 @@ import torch
 
 import cnnspec
 from cnnspec.cli import main
-from cnnspec.training.config import resolve
+from cnnspec.training.config import RunConfig, resolve
 from cnnspec.training.loop import Trainer
-from cnnspec.training.optim import parameter_groups
+from cnnspec.training.param_groups import parameter_groups
+
+
+def _config(**entries) -> RunConfig:
+    """A run configuration with these recipe entries (SGD at 0.1 otherwise)."""
+    return RunConfig.model_validate({"optimizer": {"kind": "sgd", "lr": 0.1},
+                                     "schedule": {"kind": "constant"}, "epochs": 6,
+                                     "batch": 8, **entries})
 from conftest import SPECS
 
 pytest.importorskip("sklearn")
@@ -233,31 +240,26 @@ def test_plateau_divides_the_rate_when_the_validation_loss_stalls(tmp_path):
 def test_cosine_after_warmup_follows_the_formula():
     """Linear warmup from 1% of the rate over `warmup_epochs`, then cosine annealing
     over the remaining epochs: lr_e = lr/2 (1 + cos(pi (e - w) / (E - w)))."""
-    from types import SimpleNamespace
-
-    from cnnspec.training.optim import make_scheduler
+    from cnnspec.training.errors import UsageError
+    from cnnspec.training.schedule import make_schedule
 
     optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    config = SimpleNamespace(schedule=SimpleNamespace(kind="cosine", warmup_epochs=2),
-                             epochs=6)
-    scheduler = make_scheduler(optimizer, config)
+    config = _config(schedule={"kind": "cosine", "warmup_epochs": 2, "per": "epoch"})
+    schedule = make_schedule(optimizer, config, steps_per_epoch=5)
     rates = []
     for _ in range(6):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
+        for _ in range(5):
+            rates.append(optimizer.param_groups[0]["lr"])
+            optimizer.step()
+            schedule.after_step()
+        schedule.after_epoch(0.0)
     warm = [0.1 * 0.01, 0.1 * (0.01 + 0.99 / 2)]
     cosine = [0.05 * (1 + math.cos(math.pi * k / 4)) for k in range(4)]
-    assert rates == pytest.approx(warm + cosine)
-    # a warmup as long as the run leaves one epoch at the full rate
-    config.schedule.warmup_epochs = 9
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=0.1)
-    scheduler, rates = make_scheduler(optimizer, config), []
-    for _ in range(6):
-        rates.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert rates[-1] == pytest.approx(0.1) and rates[0] == pytest.approx(0.001)
+    assert rates == pytest.approx([rate for rate in warm + cosine for _ in range(5)])
+    # a warmup as long as the run is refused, naming both lengths
+    too_long = _config(schedule={"kind": "cosine", "warmup_epochs": 9})
+    with pytest.raises(UsageError, match="9 epochs"):
+        make_schedule(optimizer, too_long, steps_per_epoch=5)
 
 
 def test_ema_is_an_exponential_average_of_weights_and_statistics():
@@ -266,14 +268,14 @@ def test_ema_is_an_exponential_average_of_weights_and_statistics():
     from cnnspec.training.optim import make_ema
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
-    ema = make_ema(model, 0.9)
+    ema = make_ema(model, _config(ema=0.9))
     with torch.no_grad():
         model[0].weight.fill_(1.0)
         model[1].running_mean.fill_(1.0)
-        ema.update_parameters(model)  # the first one copies
+        ema.after_step(0, 1)  # the first one copies
         model[0].weight.fill_(3.0)
         model[1].running_mean.fill_(3.0)
-        ema.update_parameters(model)
+        ema.after_step(1, 1)
     assert torch.allclose(ema.module[0].weight, torch.full((2, 2), 0.9 * 1 + 0.1 * 3))
     assert torch.allclose(ema.module[1].running_mean, torch.full((2,), 1.2))
 
@@ -294,11 +296,12 @@ network n(classes = 3) {
     head = head_layers(spec)
     assert head == {"classifier.1"}
     model = cnnspec.build(spec)
-    body, classifier = parameter_groups(model, 0.0, True, frozenset(head), lr_head=0.5)
+    body, classifier = parameter_groups(model, _config(lr_head=0.5), spec.layer_names,
+                                        frozenset(head))
     names = {id(p): n for n, p in model.named_parameters()}
     assert {names[id(p)] for p in classifier["params"]} == {"classifier.1.weight",
                                                             "classifier.1.bias"}
-    assert classifier["lr"] == 0.5 and "lr" not in body
+    assert classifier["lr"] == 0.5 and body["lr"] == 0.1
     assert {names[id(p)] for p in body["params"]} == {"conv1.weight", "conv1.bias"}
     # without `classes`, the head is the last layer with parameters
     plain = cnnspec.load("network m {\n input 1x4x4\n a: conv 2 k=3\n flatten\n"
@@ -322,8 +325,10 @@ def test_frozen_batchnorm_1d_keeps_its_statistics_in_train_mode():
 
 
 def test_weight_decay_can_skip_norm_and_bias():
-    model = cnnspec.build(SPECS / "resnet18.cnn")
-    decayed, plain = parameter_groups(model, 1e-4, decay_norm_bias=False)
+    spec = cnnspec.load(SPECS / "resnet18.cnn")
+    model = cnnspec.build(spec)
+    decayed, plain = parameter_groups(
+        model, _config(weight_decay=1e-4, decay_norm_bias=False), spec.layer_names)
     assert decayed["weight_decay"] == 1e-4 and plain["weight_decay"] == 0.0
     names = {id(p): n for n, p in model.named_parameters()}
     modules = dict(model.named_modules())

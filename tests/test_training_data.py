@@ -17,7 +17,7 @@ from conftest import SPECS
 pytest.importorskip("torchvision")
 from PIL import Image  # noqa: E402
 
-from cnnspec.frontend.recipe import Augmentation  # noqa: E402
+from cnnspec.frontend.recipe import Crop, Flip, Normalize  # noqa: E402
 from cnnspec.training.data import open_data  # noqa: E402
 from cnnspec.training.transforms import PCALighting  # noqa: E402
 from cnnspec.training.errors import DataError  # noqa: E402
@@ -307,8 +307,8 @@ def test_pca_lighting_shifts_each_channel_by_a_constant():
 
 def test_validation_is_deterministic_and_training_random(tmp_path):
     pytest.importorskip("sklearn")
-    augment = (Augmentation(kind="random_crop", size=32, padding=4),
-               Augmentation(kind="horizontal_flip"), Augmentation(kind="normalize"))
+    augment = (Crop(kind="random_crop", size=32, padding=4),
+               Flip(kind="horizontal_flip"), Normalize(kind="normalize"))
     data = open_data("digits", (1, 32, 32), augment)
     assert torch.equal(data.val[3][0], data.val[3][0])
     torch.manual_seed(0)
@@ -329,7 +329,7 @@ def test_random_resized_crop_validates_as_torchvisions_eval_preset():
     from cnnspec.training.transforms import pipelines
 
     _, val_steps, _ = pipelines((3, 100, 60), (3, 24, 24),
-                                (Augmentation(kind="random_resized_crop", size=24),))
+                                (Crop(kind="random_resized_crop", size=24),))
     image = torch.rand(3, 100, 60, generator=torch.Generator().manual_seed(0))
     reference = v2.Compose([v2.Resize(round(24 * 256 / 224), antialias=True),
                             v2.CenterCrop(24)])

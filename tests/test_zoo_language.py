@@ -259,8 +259,8 @@ def test_assert_refuses_an_argument_with_its_message_and_the_call(tmp_path):
     source = (SPECS / "mobilenet_v3_small.cnn").read_text().replace(
         'bneck(3,  16,  16, true,  "RE", 2)', 'bneck(3,  16,  16, true,  "RX", 2)')
     assert '"RX"' in source
-    (tmp_path / "blocks").mkdir()
-    shutil.copy(SPECS / "blocks" / "mobilenet.cnn", tmp_path / "blocks")
+    shutil.copytree(SPECS / "blocks", tmp_path / "blocks")
+    shutil.copytree(SPECS / "recipes", tmp_path / "recipes")
     (tmp_path / "bad.cnn").write_text(source)
     with pytest.raises(cnnspec.SpecError) as info:
         cnnspec.load(tmp_path / "bad.cnn")

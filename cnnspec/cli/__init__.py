@@ -29,7 +29,7 @@ from .spec_commands import (
     render_command,
     wants_train_memory,
 )
-from .training import evaluate_or_predict, train_command
+from .training import evaluate_or_predict, recipe_command, train_command
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command; its exit status. Output cut short by a reader that stops
@@ -95,6 +95,8 @@ def _main(argv: list[str] | None) -> int:
         return train_command(args, parser, sys.argv[1:] if argv is None else list(argv))
     if args.command == "compare":
         return compare_command(args, parser)
+    if args.command == "recipe":
+        return recipe_command(args, parser)
     if args.command in ("evaluate", "predict"):
         return evaluate_or_predict(args, parser)
     if args.command == "lsp":

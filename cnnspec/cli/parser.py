@@ -157,6 +157,7 @@ def build_parser() -> argparse.ArgumentParser:
                      help="talk over stdin/stdout (the default and only transport; "
                      "accepted because editors pass it)")
     _train_parser(commands)
+    _recipe_parser(commands)
     _evaluate_parsers(commands)
     for sub in commands.choices.values():  # errors after parsing show its own usage
         sub.set_defaults(command_parser=sub)
@@ -299,7 +300,23 @@ def _train_parser(commands) -> None:
                       help="continue the run in RUN_DIR from its last.ckpt, exactly")
     data.add_argument("--json", action="store_true", help="print the final metrics as "
                       "one JSON object on the last line (progress goes to stderr)")
-    recipe = train.add_argument_group("recipe (overrides the spec's `train { }`)")
+    _recipe_flags(train)
+    device = train.add_argument_group("device and scale")
+    device.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
+    device.add_argument("--amp", choices=("off", "bf16", "fp16"),
+                        help="mixed precision (fp16 uses a gradient scaler)")
+    device.add_argument("--channels-last", action="store_true", default=None)
+    device.add_argument("--compile", action="store_true", default=None,
+                        help="torch.compile the model")
+    device.add_argument("--nproc", type=int, metavar="N", help="train in N processes "
+                        "on this machine (data parallel, through torchrun)")
+    device.add_argument("--sync-batchnorm", action="store_true", default=None,
+                        help="batchnorm statistics over all processes' batches")
+
+
+def _recipe_flags(parser: argparse.ArgumentParser) -> None:
+    """The flags that override a spec's recipe, shared by `train` and `recipe`."""
+    recipe = parser.add_argument_group("recipe (overrides the spec's `train { }`)")
     recipe.add_argument("--epochs", type=int, metavar="N")
     recipe.add_argument("--batch", type=int, metavar="N",
                         help="the global batch, split over --nproc processes")
@@ -313,9 +330,12 @@ def _train_parser(commands) -> None:
                         help="clip the gradient norm to NORM")
     recipe.add_argument("--ema", type=float, metavar="DECAY",
                         help="validate and save an exponential moving average of the "
-                        "weights (e.g. 0.999)")
+                        "weights, updated every step (e.g. 0.999)")
+    recipe.add_argument("--accumulate", type=int, metavar="N",
+                        help="split each step's batch into N micro-batches (the same "
+                        "effective batch in less memory)")
     recipe.add_argument("--seed", type=int, metavar="N", help="random seed (0)")
-    tune = train.add_argument_group("fine-tuning")
+    tune = parser.add_argument_group("fine-tuning")
     tune.add_argument("--weights", metavar="FILE", help="start from these weights: "
                       ".safetensors, or a PyTorch .pth/.pt state dict (torchvision's, "
                       "timm's, a DDP or torch.compile checkpoint); the classifier may "
@@ -330,14 +350,36 @@ def _train_parser(commands) -> None:
     tune.add_argument("--lr-head", type=float, metavar="X",
                       help="the classifier's own learning rate (the rest keeps --lr), "
                       "for discriminative fine-tuning")
-    device = train.add_argument_group("device and scale")
-    device.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
-    device.add_argument("--amp", choices=("off", "bf16", "fp16"),
-                        help="mixed precision (fp16 uses a gradient scaler)")
-    device.add_argument("--channels-last", action="store_true", default=None)
-    device.add_argument("--compile", action="store_true", default=None,
-                        help="torch.compile the model")
-    device.add_argument("--nproc", type=int, metavar="N", help="train in N processes "
-                        "on this machine (data parallel, through torchrun)")
-    device.add_argument("--sync-batchnorm", action="store_true", default=None,
-                        help="batchnorm statistics over all processes' batches")
+
+
+RECIPE_EXAMPLES = """\
+examples:
+  cnnspec recipe specs/resnet50.cnn
+  cnnspec recipe specs/resnet50.cnn --data ~/imagenet --nproc 8 -o lr.png
+  cnnspec recipe specs/resnet20_cifar.cnn --data digits --epochs 5 --json
+"""
+
+
+def _recipe_parser(commands) -> None:
+    recipe = commands.add_parser(
+        "recipe", help="show a spec's training recipe, fully resolved, without training",
+        description="Show the recipe `cnnspec train` would follow, without training: "
+        "every entry with its value and where it came from (the spec, a recipe "
+        "definition, a flag, a default), the effective and micro batch, the parameter "
+        "groups, the learning rate over the whole run, and the train and validation "
+        "transforms. Takes the same recipe flags as `train`.",
+        formatter_class=argparse.RawDescriptionHelpFormatter, epilog=RECIPE_EXAMPLES)
+    _spec_arguments(recipe, "`classes` is taken from --data when given")
+    recipe.add_argument("--data", metavar="SOURCE", help="the data the run would use: "
+                        "gives the steps per epoch (and so every step's rate) and the "
+                        "image sizes")
+    recipe.add_argument("--steps-per-epoch", type=int, metavar="N",
+                        help="optimizer steps per epoch when --data is not given "
+                        "(default: the rate is shown per epoch)")
+    recipe.add_argument("--nproc", type=int, metavar="N", default=1,
+                        help="processes the run would use (splits the batch)")
+    recipe.add_argument("--val-fraction", type=float, metavar="F")
+    recipe.add_argument("-o", "--output", metavar="FILE.png",
+                        help="also draw the learning rate over the run to a PNG")
+    recipe.add_argument("--json", action="store_true", help="print JSON for tools")
+    _recipe_flags(recipe)

@@ -15,7 +15,7 @@ import sys
 
 from .common import fail, missing_modules, report, spec_params
 
-TRAIN_OVERRIDES = ("epochs", "batch", "lr", "weight_decay", "decay_norm_bias",
+TRAIN_OVERRIDES = ("epochs", "batch", "accumulate", "lr", "weight_decay", "decay_norm_bias",
                    "label_smoothing", "clip_grad", "ema", "seed", "device", "amp",
                    "channels_last", "compile", "workers", "sync_batchnorm", "val_fraction",
                    "skip_bad_images",
@@ -77,6 +77,48 @@ def _train_run(args, parser: argparse.ArgumentParser, argv: list[str]) -> int:
     else:
         print(f"weights: {result.run_dir / 'weights.safetensors'} (epoch "
               f"{result.metrics['best_epoch']}); curves: {result.run_dir / 'curves.png'}")
+    return 0
+
+
+# The flags of `cnnspec recipe`: the recipe's own, not how or where a run goes.
+RECIPE_OVERRIDES = ("epochs", "batch", "accumulate", "lr", "weight_decay",
+                    "decay_norm_bias", "label_smoothing", "clip_grad", "ema", "seed",
+                    "val_fraction", "weights", "freeze", "unfreeze_from", "reinit",
+                    "lr_head")
+
+
+def recipe_command(args, parser: argparse.ArgumentParser) -> int:
+    """`cnnspec recipe`: the resolved recipe as text (or JSON), and -o its rate."""
+    if not os.path.isfile(args.file):
+        parser.error(f"no such file: {args.file}")
+    if args.nproc < 1:
+        parser.error("--nproc must be 1 or more")
+    if args.steps_per_epoch is not None and args.steps_per_epoch < 1:
+        parser.error("--steps-per-epoch must be 1 or more")
+    missing = missing_modules(["torch", "torchvision"])
+    if missing:
+        return fail(f"`cnnspec recipe` needs {', '.join(missing)}: pip install "
+                    "'cnnspec[train]'", 2)
+    return with_exit_status(lambda: _show_recipe(args, parser))
+
+
+def _show_recipe(args, parser) -> int:
+    from ..training.recipe_view import draw_lr, render_text, resolve_recipe
+
+    overrides = {name: getattr(args, name) for name in RECIPE_OVERRIDES}
+    view = resolve_recipe(args.file, args.data, network=args.network,
+                          params=spec_params(args.params, parser), nproc=args.nproc,
+                          steps_per_epoch=args.steps_per_epoch, **overrides)
+    if args.output:
+        draw_lr(view, args.output)
+    if args.json:
+        import json
+
+        print(json.dumps(view))
+    else:
+        print(render_text(view))
+        if args.output:
+            print(f"learning rate chart: {args.output}")
     return 0
 
 

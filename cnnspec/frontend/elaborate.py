@@ -1,8 +1,9 @@
 """Elaborate stage: syntax tree -> IR graph.
 
-Takes: the parsed network definition, every block it can call, and parameter
-overrides. Returns: an `ir.Graph` of primitive ops with deterministic dotted names,
-and the `ShapeTable` that was filled while building it.
+Takes: the parsed network definition, every block and `recipe` it can call, and
+parameter overrides. Returns: an `ir.Graph` of primitive ops with deterministic
+dotted names (and the network's training recipe, `recipe.py`), and the `ShapeTable`
+that was filled while building it.
 
 Blocks are instantiated, `repeat` and `* n` unrolled, expressions and conditionals
 evaluated, and structural constructs lowered to joins: `residual` -> add,
@@ -31,7 +32,7 @@ from .constructs import Constructs
 from ..diagnostics import Span, SpecError, did_you_mean, error
 from .expressions import Evaluator, LayerRef, TensorRef
 from ..ir import Assertion, BlockArgs, Graph, Options, Output
-from .recipe import build_recipe
+from .recipe import build_recipe, check_against_network
 from .scope import Context, Scope
 
 MAX_NODES = 50_000  # 7x the IR of a 2000-layer ResNet; stops exponential recursion fast
@@ -56,13 +57,19 @@ training type xpu zero_grad""".split())
 
 
 def elaborate(network: S.Definition, blocks: dict[str, S.Definition],
-              overrides: dict | None = None) -> tuple[Graph, ShapeTable]:
-    return _Elaborator(blocks).network(network, overrides or {})
+              overrides: dict | None = None,
+              recipes: dict[str, S.Definition] | None = None) -> tuple[Graph, ShapeTable]:
+    return _Elaborator(blocks, recipes or {}).network(network, overrides or {})
+
+
+_TRAIN = (S.TrainStatement, S.TrainCall)
 
 
 class _Elaborator(Constructs):
-    def __init__(self, blocks: dict[str, S.Definition]):
+    def __init__(self, blocks: dict[str, S.Definition],
+                 recipes: dict[str, S.Definition] | None = None):
         self.blocks = blocks
+        self.recipes = recipes or {}
         self.taken: dict[str, Span] = {}
         self.join_counts: dict[str, int] = {}
         self.steps = 0
@@ -75,12 +82,13 @@ class _Elaborator(Constructs):
 
     def network(self, net: S.Definition, overrides: dict) -> tuple[Graph, ShapeTable]:
         env = self._bind_network_params(net, overrides)
-        top = [s for s in net.body if not isinstance(s, (S.OptionStatement,
-                                                         S.TrainStatement))]
+        top = [s for s in net.body if not isinstance(s, (S.OptionStatement, *_TRAIN))]
         options = self._options(net, env)
         self.graph = Graph(net.name, dict(env), options, span=net.name_span)
-        sections = [s for s in net.body if isinstance(s, S.TrainStatement)]
-        self.graph.recipe = build_recipe(sections, Evaluator(env, _no_input(net.span)))
+        built = build_recipe([s for s in net.body if isinstance(s, _TRAIN)], env,
+                             self.recipes)
+        if built is not None:
+            self.graph.recipe, self.graph.recipe_sources = built.recipe, built.sources
         self.table = ShapeTable(self.graph)
         ctx = Context(env, Scope(""))
         first = next((s for s in top if not isinstance(s, (S.LetStatement,))), None)
@@ -99,6 +107,10 @@ class _Elaborator(Constructs):
                 cur = self.statement(statement, cur, ctx)
         self.graph.outputs.insert(0, Output("main", cur))
         self.table.complete()
+        if built is not None:
+            check_against_network(built, net.name,
+                                  [node.name for node in self.graph.nodes[1:]],
+                                  self.table[cur].shape)
         return self.graph, self.table
 
     def _bind_network_params(self, net: S.Definition, overrides: dict) -> dict:
@@ -179,7 +191,7 @@ class _Elaborator(Constructs):
                 else statement.otherwise or ()
             return self.sequence(branch, cur, ctx)
         word = {S.InputStatement: "input", S.OptionStatement: "option",
-                S.TrainStatement: "train"}[kind]
+                S.TrainStatement: "train", S.TrainCall: "train:"}[kind]
         raise error("E0216", f"`{word}` belongs at the top level of a network",
                     statement.span, label="not allowed inside a block or a construct")
 

@@ -26,7 +26,7 @@ __all__ = ["CnnLexer", "KEYWORDS", "LAYER_KINDS", "FUNCTIONS"]
 
 # Reserved words of grammar/cnnspec.lark, grouped by the token type they get.
 NAMESPACE_KEYWORDS = ("import",)
-DECLARATION_KEYWORDS = ("block", "network", "let")
+DECLARATION_KEYWORDS = ("block", "network", "recipe", "let")
 CONSTANT_KEYWORDS = ("true", "false", "none", "same", "global", "auto")
 STATEMENT_KEYWORDS = ("input", "option", "train", "if", "else", "assert", "repeat",
                       "as", "residual", "shortcut", "dense", "gate", "aux", "frozen",
@@ -86,11 +86,15 @@ class CnnLexer(RegexLexer):
             (r";", Punctuation),
             (r"\{", Punctuation, "root"),
             (r"\}", Punctuation, "#pop"),
+            # `train: tv(lr = 0.1)` applies a recipe (no layer is called `train`).
+            (r"(train)([ \t]*)(:)", bygroups(Keyword, Whitespace, Punctuation), "arguments"),
             (r"(" + _NAME + r"|\d+)" + _LABEL_AHEAD, Name.Label, "label"),
             (r"(block)([ \t]+)(" + _NAME + r")",
              bygroups(Keyword.Declaration, Whitespace, Name.Function), "definition"),
             (r"(network)([ \t]+)(" + _NAME + r")",
              bygroups(Keyword.Declaration, Whitespace, Name.Class), "definition"),
+            (r"(recipe)([ \t]+)(" + _NAME + r")",
+             bygroups(Keyword.Declaration, Whitespace, Name.Function), "recipe-definition"),
             (r"(let)([ \t]+)(" + _NAME + r")",
              bygroups(Keyword.Declaration, Whitespace, Name.Variable), "arguments"),
             (r"(train)([ \t]*)(\{)", bygroups(Keyword, Whitespace, Punctuation), "train"),
@@ -117,6 +121,13 @@ class CnnLexer(RegexLexer):
         "definition": [
             (r"[ \t]+", Whitespace),
             (r"\(", Punctuation, ("#pop", "parameters")),
+            default("#pop"),
+        ],
+        # After `recipe NAME`: the parameter list, if any, then entries as in `train`.
+        "recipe-definition": [
+            (r"[ \t]+", Whitespace),
+            (r"\(", Punctuation, "parameters"),
+            (r"\{", Punctuation, ("#pop", "train")),
             default("#pop"),
         ],
         "parameters": [
@@ -153,11 +164,12 @@ class CnnLexer(RegexLexer):
             (r",", Punctuation),
             include("expression"),
         ],
-        # `train { key: value, value ... }`.
+        # `train { key: value, value ... }`, and a recipe's body.
         "train": [
             (r"[ \t\f\r\n]+", Whitespace),
             (r"\}", Punctuation, "#pop"),
             (r"[;,]", Punctuation),
+            (r"(train)([ \t]*)(:)", bygroups(Keyword, Whitespace, Punctuation)),
             (r"(" + _NAME + r")([ \t]*)(:)", bygroups(Name.Property, Whitespace, Punctuation)),
             (r"\(", Punctuation, "parentheses"),
             include("expression"),

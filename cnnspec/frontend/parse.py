@@ -54,14 +54,16 @@ class _PostLexer:
 
     @staticmethod
     def _keywords_as_labels(stream, Token):
-        """A keyword right before `:` is a label: torchvision calls a module `block`.
-        Right after `network` or `block`, it is the definition's name; `block{`
-        starts a label template (RegNet's `block{s}-{i}`)."""
+        """A keyword right before `:` is a label: torchvision calls a module `block`
+        (but `train:` applies a recipe; no layer may be called `train`). Right after
+        `network`, `block` or `recipe`, it is the definition's name; `block{` starts a
+        label template (RegNet's `block{s}-{i}`)."""
         held = before = None
         for token in stream:
             if held is not None:
                 if held.type.isupper() and held.type not in _NOT_KEYWORDS and (
-                        token.type == "COLON" or before in ("NETWORK", "BLOCK")
+                        (token.type == "COLON" and held.type != "TRAIN")
+                        or before in ("NETWORK", "BLOCK", "RECIPE")
                         or (held.type == "BLOCK" and token.type == "_LBRACE_NAME")):
                     yield from _as_label(held, Token)
                 else:
@@ -226,6 +228,10 @@ def _syntax_error(source: SourceFile, bad):
 def _syntax_help(source: SourceFile, token, expected) -> str:
     text = str(token).strip()
     before = source.text[token.start_pos - 1] if token.start_pos else ""
+    line = source.text[source.text.rfind("\n", 0, token.start_pos) + 1:token.start_pos]
+    if re.match(r"\s*train\s*:", line):
+        return ("`train:` applies a recipe: `train: name(arguments)`; no layer may be "
+                "called `train`")
     if text == "=" and "COLON" in expected:
         return "a layer is named with a colon: `conv1: conv 64 k=3`"
     if token.type == "STAR" and before == "*":
@@ -339,7 +345,8 @@ class _ToSyntax:
         defs = [c for c in children if isinstance(c, S.Definition)]
         return S.Module(self.source.name, imports,
                         tuple(d for d in defs if d.kind == "block"),
-                        tuple(d for d in defs if d.kind == "network"))
+                        tuple(d for d in defs if d.kind == "network"),
+                        tuple(d for d in defs if d.kind == "recipe"))
 
     def rule_import_stmt(self, children, meta):
         return S.Import(str(children[0])[1:-1], self.span(meta))
@@ -356,6 +363,12 @@ class _ToSyntax:
 
     def rule_network_def(self, children, meta):
         return self._definition("network", children, meta)
+
+    def rule_recipe_def(self, children, meta):
+        return self._definition("recipe", children, meta)
+
+    def rule_recipe_body(self, children, meta):
+        return S.Group(tuple(children), self.span(meta))
 
     def rule_params(self, children, meta):
         return list(children)
@@ -397,6 +410,14 @@ class _ToSyntax:
 
     def rule_train_value(self, children, meta):
         return S.TrainValue(self._arguments(children), self.span(meta))
+
+    def rule_pattern_kwarg(self, children, meta):
+        return S.Argument(str(children[0])[1:-1], children[1], self.span(meta))
+
+    def rule_train_call(self, children, meta):
+        name = children[0]
+        return S.TrainCall(str(name), self._arguments(children[1:]), self.span(meta),
+                           self.tspan(name))
 
     def rule_layer_stmt(self, children, meta):
         label = children[0] if isinstance(children[0], S.Label) else None

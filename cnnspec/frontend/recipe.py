@@ -1,20 +1,28 @@
-"""The optional training recipe (`train { ... }` in a network), validated.
+"""The optional training recipe: `train { ... }` sections and `train: name(...)`
+calls in a network, and the `recipe` definitions they call, validated.
 
-Takes: a network's `train` sections and an expression evaluator. Returns: a frozen
-`Recipe` (`build_recipe`); a bad entry raises `SpecError` E0206 at that entry.
-Training (a later stage) reads it; here it is only proved well-formed, so a typo in
-a recipe fails at `cnnspec check`, not after an epoch.
+Takes: a network's train sections and recipe calls (in the order written), its
+parameter values and the recipes in scope. Returns: a `BuiltRecipe` (`build_recipe`):
+the frozen `Recipe`, where each entry came from (for `cnnspec recipe`), and the spans
+that `check_against_network` needs once the network's layers and output are known. A
+bad entry raises `SpecError` (E0206, or E0202-E0205 for a recipe call) at that entry
+or argument. Training (a later stage) reads the Recipe; here it is only proved
+well-formed, so a typo in a recipe fails at `cnnspec check`, not after an epoch.
 """
 
 from __future__ import annotations
 
-from typing import Annotated, Literal, Union
+import typing
+from fnmatch import fnmatchcase
+from functools import lru_cache
+from typing import Annotated, Literal, NamedTuple, Union
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from . import syntax as S
 from .arguments import invalid_value
-from ..diagnostics import did_you_mean, error
+from .expressions import Evaluator
+from ..diagnostics import Span, SpecError, did_you_mean, error
 
 PositiveFloat = Annotated[float, Field(gt=0)]
 NonNegativeFloat = Annotated[float, Field(ge=0)]
@@ -267,54 +275,471 @@ class Recipe(_Part):
     repeated_augment: RepeatedAugment | None = None
 
 
-# Entries whose value is a plain number; the others name a kind: `sgd lr=0.01`.
+# -- the language: entries by the form of their value ------------------------------
+# A plain number: `epochs: 90`. A bare word: `interpolation: bicubic`. Layer patterns
+# with factors: `lr_mult: layer4=0.1, fc=10`. Keywords only: `mixup: alpha=0.2`. The
+# others start with a kind: `optimizer: sgd lr=0.1`; `augment` takes a list of them.
 SCALAR_ENTRIES = {"epochs", "batch", "accumulate", "weight_decay", "norm_weight_decay",
                   "bias_weight_decay", "label_smoothing", "val_resize", "val_crop"}
+WORD_ENTRIES = {"interpolation"}
+FACTOR_ENTRIES = {"lr_mult", "decay_mult"}
+KEYWORD_ENTRIES = {"mixup", "cutmix", "ema", "repeated_augment"}
 LIST_ENTRIES = {"augment"}
+# What one value of a kind entry is called in messages.
+_NOUNS = {"optimizer": "optimizer", "schedule": "schedule", "warmup": "warmup",
+          "init": "initialisation", "augment": "augmentation"}
 
 
-def build_recipe(sections, evaluate) -> Recipe | None:
-    """The `train` sections of a network (evaluated with `evaluate`) as a Recipe."""
+def matches_layer(name: str, pattern: str) -> bool:
+    """`layer1` matches layer1 and everything in it; globs match dotted names. The
+    rule of `--freeze` and of `lr_mult`/`decay_mult`."""
+    return (fnmatchcase(name, pattern) or name.startswith(pattern + ".")
+            or any(fnmatchcase(name[:i], pattern) for i, c in enumerate(name) if c == "."))
+
+
+class Setting(NamedTuple):
+    """One entry of the recipe as applied: its validated value and where it was
+    written (`span`, and the keywords' or layer patterns' own spans in `args`)."""
+
+    value: object
+    span: Span
+    args: dict
+    origin: str  # "specs/resnet50.cnn:41", or "recipe tv (...:12), called at ...:40"
+
+
+class BuiltRecipe(NamedTuple):
+    recipe: Recipe
+    sources: dict[str, str]  # entry -> where it came from, as `Setting.origin`
+    settings: dict[str, Setting]
+
+
+def build_recipe(sections, env: dict, recipes: dict | None = None) -> BuiltRecipe | None:
+    """A network's `train { }` sections and `train: name(...)` calls (in the order
+    written; a later entry replaces an earlier one whole), evaluated with the
+    network's parameters `env`, as a validated recipe. `recipes`: the `recipe`
+    definitions in scope, by name."""
     if not sections:
         return None
-    values, spans = {}, {}
-    for entry in (e for section in sections for e in section.entries):
-        if entry.key not in Recipe.model_fields:
-            raise error("E0206", f"`train` has no entry `{entry.key}`", entry.span,
+    settings = _Applier(env, recipes or {}).apply(sections)
+    recipe = Recipe.model_validate({key: s.value for key, s in settings.items()})
+    _check_consistent(settings)
+    return BuiltRecipe(recipe, {key: s.origin for key, s in settings.items()}, settings)
+
+
+def check_against_network(built: BuiltRecipe, network: str, layers: list[str],
+                          output_shape: tuple[int, ...]) -> None:
+    """The entries that need the elaborated network: every `lr_mult`/`decay_mult`
+    pattern matches a layer, and mixing labels needs two class scores or more."""
+    tops = sorted({name.split(".")[0] for name in layers})
+    for key in sorted(FACTOR_ENTRIES & built.settings.keys()):
+        setting = built.settings[key]
+        for pattern, span in setting.args.items():
+            if not any(matches_layer(name, pattern) for name in layers):
+                raise error("E0206", f"`{pattern}` in `{key}` matches no layer of "
+                            f"`{network}`", span, label="a pattern is a layer name or a "
+                            "glob, as `--freeze` takes them: `layer4`, \"layer4.*.conv2\"",
+                            help=did_you_mean(pattern, tops) or did_you_mean(
+                                pattern, layers) or "layers are named like "
+                            + ", ".join(layers[:4]), notes=_origin_note(setting))
+    scores = output_shape[0] if output_shape else 0
+    for key in ("mixup", "cutmix"):
+        setting = built.settings.get(key)
+        if setting is not None and scores < 2:
+            shape = "x".join(map(str, output_shape))
+            raise error("E0206", f"`{key}` needs an output of two class scores or more",
+                        setting.span, label=f"`{network}` gives {shape}",
+                        help=f"{key} blends the labels of two images; drop `{key}` for "
+                        "a network with one output", notes=_origin_note(setting))
+
+
+# ---------------------------------------------------------------- applying entries
+
+
+class _Applier:
+    """Applies entries and recipe calls in order, in one environment: a network's
+    parameters, or a recipe's (`recipe` is then its name, for the origins)."""
+
+    def __init__(self, env: dict, recipes: dict, recipe: str | None = None,
+                 chain: tuple[str, ...] = ()):
+        self.env = env
+        self.recipes = recipes
+        self.recipe = recipe
+        self.chain = chain  # the recipes being applied, outermost first
+        self.at: Span | None = None  # the entry or call being applied
+        self.evaluate = Evaluator(env, self.no_input)
+
+    def apply(self, items) -> dict[str, Setting]:
+        settings: dict[str, Setting] = {}
+        for item in items:
+            self.at = item.span
+            if isinstance(item, S.TrainCall):
+                settings.update(self.call(item))
+                continue
+            for entry in item.entries if isinstance(item, S.TrainStatement) else (item,):
+                self.at = entry.span
+                settings[entry.key] = self.entry(entry)
+        return settings
+
+    def no_input(self):
+        raise error("E0211", "`in` means the input of a layer", self.at,
+                    label="a training recipe has no layer input")
+
+    def origin(self, span: Span) -> str:
+        where = f"{span.file}:{span.line}"
+        return where if self.recipe is None else f"recipe {self.recipe} ({where})"
+
+    # -- recipe calls
+
+    def call(self, call: S.TrainCall) -> dict[str, Setting]:
+        definition = self.recipes.get(call.name)
+        if definition is None:
+            raise error("E0202", f"unknown recipe `{call.name}`", call.name_span,
+                        label="no recipe by this name is defined or imported here",
+                        help=did_you_mean(call.name, self.recipes) or "`train:` "
+                        "applies a recipe: define it with `recipe NAME(...) { ... }`, or "
+                        "`import` the file that does (no layer may be called `train`)")
+        if call.name in self.chain:
+            cycle = " -> ".join(self.chain[self.chain.index(call.name):] + (call.name,))
+            raise error("E0208", f"recipe `{call.name}` extends itself", call.span,
+                        label=cycle, help="a recipe may extend another, never itself")
+        env = self.bind(definition, call)
+        inner = _Applier(env, self.recipes, call.name, self.chain + (call.name,))
+        try:
+            settings = inner.apply(definition.body)
+        except SpecError as problem:
+            raise _noted(problem, f"in recipe `{call.name}` applied at {call.span}") \
+                from None
+        where = f"{call.span.file}:{call.span.line}"
+        called = f", called at {where}" + (f" in recipe {self.recipe}" if self.recipe
+                                           else "")
+        return {key: s._replace(origin=s.origin + called) for key, s in settings.items()}
+
+    def bind(self, definition: S.Definition, call: S.TrainCall) -> dict:
+        """The recipe's parameters from the call's arguments and the defaults."""
+        names = [p.name for p in definition.params]
+        where = (f"`{definition.name}` is defined at {definition.name_span}",)
+        positional = [a for a in call.args if a.name is None]
+        if len(positional) > len(names):
+            raise error("E0205", f"recipe `{definition.name}` takes {len(names)} "
+                        f"argument{'s' if len(names) != 1 else ''}",
+                        positional[len(names)].span, label=f"{len(positional)} given",
+                        notes=where)
+        given = {p.name: self.argument(a.value) for p, a in zip(definition.params,
+                                                                  positional)}
+        for arg in (a for a in call.args if a.name is not None):
+            if arg.name not in names:
+                raise error("E0203", f"recipe `{definition.name}` has no parameter "
+                            f"`{arg.name}`", arg.span, label="its parameters are "
+                            + (", ".join(names) or "none"), help=did_you_mean(arg.name,
+                                                                              names))
+            if arg.name in given:
+                raise error("E0203", f"`{arg.name}` is given twice", arg.span)
+            given[arg.name] = self.argument(arg.value)
+        env: dict = {}
+        for param in definition.params:
+            if param.name in given:
+                env[param.name] = given[param.name]
+            elif param.default is not None:
+                defaults = _Applier(env, {})
+                defaults.at = param.span
+                env[param.name] = defaults.argument(param.default)
+            else:
+                raise error("E0204", f"recipe `{definition.name}` needs `{param.name}`",
+                            call.span, label=f"`{param.name}` has no default",
+                            help=f"pass it: `train: {definition.name}({param.name} = ...)`",
+                            notes=where)
+        return env
+
+    def argument(self, expr: S.Expr):
+        """A recipe argument: an expression, or a bare word such as `epoch`."""
+        if type(expr) is S.Variable and expr.name not in self.env:
+            return expr.name
+        return self.evaluate(expr)
+
+    # -- entries
+
+    def entry(self, entry: S.TrainEntry) -> Setting:
+        key = entry.key
+        if key not in Recipe.model_fields:
+            raise error("E0206", f"`train` has no entry `{key}`", entry.span,
                         label="entries are " + ", ".join(Recipe.model_fields),
-                        help=did_you_mean(entry.key, Recipe.model_fields))
-        if entry.key not in LIST_ENTRIES and len(entry.values) > 1:
-            raise error("E0206", f"`{entry.key}` takes one value", entry.span,
+                        help=did_you_mean(key, Recipe.model_fields))
+        if key not in LIST_ENTRIES | FACTOR_ENTRIES and len(entry.values) > 1:
+            raise error("E0206", f"`{key}` takes one value", entry.span,
                         label=f"{len(entry.values)} values given",
-                        help="only `augment` takes a comma-separated list")
-        spans[entry.key] = entry.span
-        for value in entry.values:
-            spans.update({(entry.key, a.name): a.span for a in value.args if a.name})
-        parts = [_recipe_value(entry.key, value, evaluate) for value in entry.values]
-        values[entry.key] = parts if entry.key in LIST_ENTRIES else parts[0]
-    try:
-        return Recipe.model_validate(values)
-    except ValidationError as problem:
-        raise invalid_value("train", problem, spans, sections[0].span, Recipe) from None
+                        help="only `augment`, `lr_mult` and `decay_mult` take a "
+                        "comma-separated list")
+        if key in FACTOR_ENTRIES:
+            value, args = self.factors(entry)
+        elif key in LIST_ENTRIES:
+            value, args = tuple(self.kinded(key, v, listed=True)[0]
+                                for v in entry.values), {}
+        else:
+            form = (self.scalar if key in SCALAR_ENTRIES else self.word if key in
+                    WORD_ENTRIES else self.keywords if key in KEYWORD_ENTRIES else
+                    self.kinded)
+            value, args = form(key, entry.values[0])
+        return Setting(value, entry.span, args, self.origin(entry.span))
 
-
-def _recipe_value(key: str, value: S.TrainValue, evaluate):
-    """`sgd lr=0.01` -> {"kind": "sgd", "lr": 0.01}; `90` -> 90."""
-    args = value.args
-    if key in SCALAR_ENTRIES:
+    def scalar(self, key: str, value: S.TrainValue):
+        """`epochs: 90`."""
+        args = value.args
         if len(args) != 1 or args[0].name is not None:
             raise error("E0206", f"`{key}` takes one number", value.span,
                         label=f"like `{key}: 90`")
-        return evaluate(args[0].value)
-    head = args[0]
-    if head.name is not None or not isinstance(head.value, S.Variable):
-        raise error("E0206", f"`{key}` starts with a kind, like `{key}: sgd lr=0.1`",
-                    head.span)
-    result: dict = {"kind": head.value.name}
-    extra = [a for a in args[1:] if a.name is None]
-    if extra:
-        result["size"] = evaluate(extra[0].value)
-    for arg in args[1:]:
-        if arg.name is not None:
-            result[arg.name] = evaluate(arg.value)
-    return result
+        return _validated(key, self.evaluate(args[0].value), value.span, {}), {}
+
+    def word(self, key: str, value: S.TrainValue):
+        """`interpolation: bicubic`."""
+        args = value.args
+        if len(args) != 1 or args[0].name is not None:
+            raise error("E0206", f"`{key}` takes one word", value.span,
+                        label="one of " + ", ".join(_words(Recipe, key)))
+        word = self.field(Recipe, key, args[0].value, key)
+        return _validated(key, word, value.span, {}), {}
+
+    def factors(self, entry: S.TrainEntry):
+        """`lr_mult: layer4=0.1, "layer3.*"=0.5`: (pattern, factor) pairs."""
+        pairs, spans = [], {}
+        for arg in (a for value in entry.values for a in value.args):
+            if arg.name is None:
+                raise error("E0206", f"`{entry.key}` takes layer patterns with factors",
+                            arg.span, label=f"like `{entry.key}: layer4=0.1, fc=10`",
+                            help="a pattern with dots or stars is quoted: "
+                            "`\"layer4.*.conv2\"=0.5`")
+            if arg.name in spans:
+                raise error("E0206", f"`{arg.name}` is given twice in `{entry.key}`",
+                            arg.span, notes=(f"first given at {spans[arg.name]}",))
+            factor = self.evaluate(arg.value)
+            if isinstance(factor, bool) or not isinstance(factor, (int, float)) \
+                    or factor < 0:
+                raise error("E0206", f"bad value for `{entry.key}` in `train`", arg.span,
+                            label=f"the factor of `{arg.name}` must be a number >= 0, "
+                            f"found {factor!r}")
+            pairs.append((arg.name, float(factor)))
+            spans[arg.name] = arg.span
+        return _validated(entry.key, tuple(pairs), entry.span, {}), spans
+
+    def keywords(self, key: str, value: S.TrainValue):
+        """`ema: decay=0.99998 steps=32`."""
+        model = _models(key)[None]
+        first = next(iter(_keywords_of(model)))
+        for arg in value.args:
+            if arg.name is None:
+                raise error("E0206", f"`{key}` takes keywords only", arg.span,
+                            label=f"like `{key}: {first}=...`",
+                            help=f"`{key}` takes " + ", ".join(_keywords_of(model)))
+        raw, spans = self.named(key, model, value.args)
+        _require(key, model, raw, value.span)
+        return _validated(key, raw, value.span, spans), spans
+
+    def kinded(self, key: str, value: S.TrainValue, listed: bool = False):
+        """`sgd lr=0.1 momentum=0.9`; `random_resized_crop 176` (a size by position)."""
+        head, rest = value.args[0], value.args[1:]
+        kinds = _models(key)
+        if head.name is not None or not isinstance(head.value, S.Variable):
+            raise error("E0206", f"`{key}` starts with a kind, like `{key}: "
+                        f"{next(iter(kinds))} ...`", head.span,
+                        label="kinds are " + ", ".join(kinds))
+        kind = head.value.name
+        if isinstance(self.env.get(kind), str):  # a recipe parameter: `opt = sgd`
+            kind = self.env[kind]
+        if kind not in kinds:
+            raise error("E0206", f"unknown {_NOUNS.get(key, key)} `{kind}`", head.span,
+                        label=f"`{key}` takes " + ", ".join(kinds),
+                        help=did_you_mean(kind, kinds))
+        model = kinds[kind]
+        raw, spans = self.positional(kind, model, rest)
+        named, named_spans = self.named(kind, model, rest)
+        raw.update(named)
+        spans.update(named_spans)
+        _require(kind, model, raw, value.span)
+        raw["kind"] = kind
+        if listed:
+            return _validated(key, [raw], value.span, spans)[0], spans
+        return _validated(key, raw, value.span, spans), spans
+
+    def positional(self, kind: str, model, args) -> tuple[dict, dict]:
+        """The one value a crop or resize takes by position: its size."""
+        given = [a for a in args if a.name is None]
+        if not given:
+            return {}, {}
+        if "size" not in model.model_fields or len(given) > 1:
+            extra = given[1] if "size" in model.model_fields else given[0]
+            keywords = _keywords_of(model)
+            raise error("E0205", f"too many values by position for `{kind}`", extra.span,
+                        label=f"`{kind}` takes "
+                        + ("its size by position" if "size" in model.model_fields
+                           else "nothing by position"),
+                        help="name the others: " + ", ".join(f"{k}=" for k in keywords)
+                        if keywords else f"`{kind}` takes no values")
+        return {"size": self.evaluate(given[0].value)}, {"size": given[0].span}
+
+    def named(self, what: str, model, args) -> tuple[dict, dict]:
+        """The keyword arguments, each one the model takes, given once."""
+        raw, spans = {}, {}
+        allowed = _keywords_of(model)
+        for arg in (a for a in args if a.name is not None):
+            if arg.name not in allowed:
+                raise error("E0206", f"`{what}` has no keyword `{arg.name}`", arg.span,
+                            label="it takes " + (", ".join(allowed) or "no keywords"),
+                            help=did_you_mean(arg.name, allowed))
+            if arg.name in raw:
+                raise error("E0206", f"`{arg.name}` is given twice", arg.span,
+                            notes=(f"first given at {spans[arg.name]}",))
+            raw[arg.name] = self.field(model, arg.name, arg.value, what)
+            spans[arg.name] = arg.span
+        return raw, spans
+
+    def field(self, model, name: str, expr: S.Expr, what: str):
+        """A keyword's value. Where the field takes words (`per=epoch`), a name that
+        is no parameter is the word itself; an unknown word is refused here."""
+        words = _words(model, name)
+        if words and type(expr) is S.Variable and expr.name not in self.env:
+            value = expr.name
+        else:
+            value = self.evaluate(expr)
+        if words and isinstance(value, str) and value not in words:
+            of = "" if what == name else f" of `{what}`"
+            raise error("E0206", f"`{name}`{of} cannot be `{value}`", expr.span,
+                        label=f"`{name}` is " + _either(words),
+                        help=did_you_mean(value, words))
+        return value
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _check_consistent(settings: dict[str, Setting]) -> None:
+    """Entries that contradict each other (each only when both are given)."""
+    get = settings.get
+    if get("warmup") is not None and get("schedule") is not None:
+        _check_warmup_schedule(get("warmup"), get("schedule"))
+    if get("warmup") is not None and get("epochs") is not None:
+        _check_warmup_length(get("warmup"), get("epochs"))
+    if get("accumulate") is not None and get("batch") is not None:
+        _check_accumulate(get("accumulate"), get("batch"))
+
+
+def _check_warmup_length(warmup: Setting, epochs: Setting) -> None:
+    length, run = warmup.value.epochs, epochs.value
+    if length >= run:
+        raise error("E0206", f"the warmup lasts {_number(length)} epochs of a {run}-epoch "
+                    "run", warmup.args.get("epochs", warmup.span),
+                    label="the schedule would never start",
+                    help=f"make the warmup shorter than `epochs: {run}`",
+                    notes=_origin_note(warmup) + _origin_note(epochs, "epochs"))
+
+
+def _check_accumulate(accumulate: Setting, batch: Setting) -> None:
+    steps, size = accumulate.value, batch.value
+    if size % steps == 0:
+        return
+    divisors = [d for d in range(2, size + 1) if size % d == 0]
+    near = sorted(sorted(divisors, key=lambda d: abs(d - steps))[:3])
+    raise error("E0206", f"`accumulate: {steps}` does not divide `batch: {size}`",
+                accumulate.span,
+                label=f"the {steps} micro-batches of a step must be equal in size",
+                help=f"accumulate a divisor of {size}: " + ", ".join(map(str, near))
+                if near else "a batch of 1 cannot be split: `accumulate: 1`",
+                notes=_origin_note(accumulate) + _origin_note(batch, "batch"))
+
+
+def _check_warmup_schedule(warmup: Setting, schedule: Setting) -> None:
+    s, w = schedule.value, warmup.value
+    notes = _origin_note(warmup) + _origin_note(schedule, "schedule")
+    if s.kind == "onecycle":
+        raise error("E0206", "`schedule: onecycle` has its own warmup", warmup.span,
+                    label="a `warmup` entry would ramp the rate up twice",
+                    help="drop `warmup`; onecycle's `pct_start` sets its ramp",
+                    notes=notes)
+    if getattr(s, "warmup_epochs", 0):
+        raise error("E0206", "two warmups: `warmup` and the schedule's `warmup_epochs`",
+                    warmup.span, label="give one of them",
+                    help="drop `warmup_epochs=` from the cosine schedule", notes=notes)
+    per = "epoch" if s.kind == "plateau" else getattr(s, "per", "iteration")
+    if per == "epoch" and not float(w.epochs).is_integer():
+        raise error("E0206", f"a warmup of {_number(w.epochs)} epochs needs a schedule "
+                    "stepped every iteration", warmup.args.get("epochs", warmup.span),
+                    label=f"`schedule: {s.kind}` steps once per epoch",
+                    help="warm up for whole epochs" + (
+                        "" if s.kind == "plateau" else
+                        f", or step the schedule every iteration: `{s.kind} ... "
+                        "per=iteration`"), notes=notes)
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def _validated(key: str, raw, span: Span, spans: dict):
+    """`raw` validated as the recipe's entry `key` (a list entry: as its items)."""
+    try:
+        return getattr(Recipe.model_validate({key: raw}), key)
+    except ValidationError as problem:
+        where = {key: span, **{(key, name): s for name, s in spans.items()}}
+        raise invalid_value("train", problem, where, span, Recipe) from None
+
+
+def _require(what: str, model, raw: dict, span: Span) -> None:
+    for name, info in model.model_fields.items():
+        if info.is_required() and name != "kind" and name not in raw:
+            raise error("E0204", f"`{what}` needs `{name}`", span,
+                        label=f"`{name}` has no default",
+                        help=f"add it: `{what} {name}=...`")
+
+
+@lru_cache(maxsize=None)
+def _models(key: str) -> dict:
+    """The models an entry's value may be, by kind (`None` for a model without kinds:
+    `mixup`, `ema`): `_models("optimizer")["adamw"] is Adam`."""
+    found: dict = {}
+    for model in _models_in(Recipe.model_fields[key].annotation):
+        kind = model.model_fields.get("kind")
+        for name in typing.get_args(kind.annotation) if kind is not None else (None,):
+            found[name] = model
+    return found
+
+
+def _models_in(annotation) -> list:
+    """The pydantic models inside an annotation: through Annotated, unions, tuples."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [m for arg in typing.get_args(annotation) for m in _models_in(arg)]
+
+
+def _keywords_of(model) -> tuple[str, ...]:
+    return tuple(name for name in model.model_fields if name != "kind")
+
+
+def _words(model, name: str) -> tuple[str, ...]:
+    """The words a field takes (a Literal of strings, maybe optional), else ()."""
+    annotation = model.model_fields[name].annotation
+    options = [annotation] if typing.get_origin(annotation) is Literal else [
+        a for a in typing.get_args(annotation) if typing.get_origin(a) is Literal]
+    words = tuple(w for option in options for w in typing.get_args(option))
+    return words if words and all(isinstance(w, str) for w in words) else ()
+
+
+def _either(words) -> str:
+    quoted = [f"`{w}`" for w in words]
+    if len(quoted) <= 2:
+        return " or ".join(quoted)
+    return "one of " + ", ".join(quoted[:-1]) + " or " + quoted[-1]
+
+
+def _number(value) -> str:
+    return f"{value:g}" if isinstance(value, float) else str(value)
+
+
+def _origin_note(setting: Setting, key: str | None = None) -> tuple[str, ...]:
+    """A note saying which recipe an entry came from (none for the network's own)."""
+    if not setting.origin.startswith("recipe "):
+        return ()
+    return (f"{'`' + key + '` ' if key else ''}from {setting.origin}",)
+
+
+def _noted(problem: SpecError, note: str) -> SpecError:
+    diagnostic = problem.diagnostics[0]
+    if not diagnostic.code.startswith("E02"):
+        return problem
+    return SpecError(diagnostic._replace(notes=diagnostic.notes + (note,)))

@@ -244,6 +244,9 @@ class TrainValue(NamedTuple):
 
 
 class TrainEntry(NamedTuple):
+    """`key: value, value ...`. A value's keyword may be a quoted layer pattern:
+    `lr_mult: "layer4.*"=0.1` (the Argument's name is the pattern, quotes removed)."""
+
     key: str
     values: tuple[TrainValue, ...]
     span: Span
@@ -254,8 +257,18 @@ class TrainStatement(NamedTuple):
     span: Span
 
 
+class TrainCall(NamedTuple):
+    """`train: torchvision_v2(lr = 0.5)`: apply a `recipe` here (in a network, or at
+    the start of another recipe that extends it)."""
+
+    name: str
+    args: tuple[Argument, ...]
+    span: Span
+    name_span: Span
+
+
 Statement = Union[LayerStatement, InputStatement, OptionStatement, LetStatement,
-                  IfStatement, AssertStatement, TrainStatement]
+                  IfStatement, AssertStatement, TrainStatement, TrainCall]
 
 # ---------------------------------------------------------------- top level
 
@@ -267,9 +280,10 @@ class Parameter(NamedTuple):
 
 
 class Definition(NamedTuple):
-    """A `block` or a `network`: a name, parameters with defaults, a body."""
+    """A `block`, a `network` or a `recipe`: a name, parameters with defaults, a
+    body (a recipe's: its `TrainEntry`s and `TrainCall`s in order)."""
 
-    kind: str  # "block" | "network"
+    kind: str  # "block" | "network" | "recipe"
     name: str
     params: tuple[Parameter, ...]
     body: tuple[Statement, ...]
@@ -289,3 +303,4 @@ class Module(NamedTuple):
     imports: tuple[Import, ...]
     blocks: tuple[Definition, ...]
     networks: tuple[Definition, ...]
+    recipes: tuple[Definition, ...] = ()

@@ -3,8 +3,10 @@
 
 Takes: a source (`digits`, `synthetic[:N]`, `cifar10:PATH`, `cifar100:PATH`, an
 image folder, or a `(train, val)` pair of datasets), the spec's input shape C x H x W,
-and the recipe's augmentations. Returns: `Datasets` whose items are
-`(float32 tensor of exactly C x H x W, int label)`, the class names, and one-line
+the recipe's augmentations, and its `interpolation`, `val_resize` and `val_crop` (see
+transforms.py). Returns: `Datasets` whose items are
+`(float32 tensor of C x H x W, int label)` (a training crop keeps its own size when
+`val_resize`/`val_crop` give validation its own), the class names, and one-line
 notes on what was converted. Every problem with the data raises `DataError` with a
 message that names the file or folder and says what to do. With `tta="flip"` or
 `"ten_crop"` (evaluation's test-time augmentation), each validation item is a
@@ -15,11 +17,13 @@ must decode as an image (verify.py, with a progress bar on the `progress` stream
 large folders). With `bad_images="stop"` a bad file raises `DataError` naming it;
 with `"skip"` the bad files are left out and a note lists them.
 
-Images are float tensors in [0, 1] until `normalize`, which uses ImageNet's mean and
-std (0.485, 0.456, 0.406) / (0.229, 0.224, 0.225) for 3 channels and 0.5 / 0.5 for
-1 channel (any other count: 0.5 per channel). The train pipeline applies the recipe's
-augmentations in order; the validation pipeline is their deterministic counterpart
-(random crops become center crops, flips and colour changes are dropped).
+Images are cropped, flipped and augmented as uint8 (PIL images and CIFAR's bytes;
+`digits` and `synthetic` are float from the start), then float tensors in [0, 1]
+until `normalize`, which uses ImageNet's mean and std (0.485, 0.456, 0.406) /
+(0.229, 0.224, 0.225) for 3 channels and 0.5 / 0.5 for 1 channel (any other count:
+0.5 per channel); transforms.py gives the order, torchvision's reference one. The
+validation pipeline is the training one's deterministic counterpart (random crops
+become center crops; flips, colour changes, policies and erasing are dropped).
 """
 
 from __future__ import annotations
@@ -58,31 +62,37 @@ class Datasets:
 
 def open_data(source, input_shape: tuple[int, int, int], augment: tuple = (), *,
               seed: int = 0, val_fraction: float = 0.1, tta: str = "none",
-              bad_images: str = "stop", progress=None) -> Datasets:
+              bad_images: str = "stop", progress=None, interpolation: str = "bilinear",
+              val_resize: int | None = None, val_crop: int | None = None) -> Datasets:
     """The train and validation datasets of `source`, shaped for `input_shape`;
     `tta` makes each validation image a stack of views, `bad_images` says what an
-    image folder's undecodable files do, and `progress` is the text stream for the
-    bar of a large folder's check (None: no bar; see the module docstring)."""
+    image folder's undecodable files do, `progress` is the text stream for the
+    bar of a large folder's check (None: no bar), and `interpolation`, `val_resize`
+    and `val_crop` are the recipe's (see the module docstring)."""
     input_shape = _checked_shape(input_shape)
     if bad_images not in BAD_IMAGES:
         raise DataError(f"bad_images must be one of {', '.join(BAD_IMAGES)}, "
                         f"not {bad_images!r}")
+    # The keywords of every `pipelines` call below.
+    options = {"tta": tta, "interpolation": interpolation, "val_resize": val_resize,
+               "val_crop": val_crop}
     if not isinstance(source, str):
         return _pair(source, input_shape, augment, tta)
     if source == "digits":
-        return _digits(input_shape, augment, tta)
+        return _digits(input_shape, augment, options)
     if source == "synthetic" or source.startswith("synthetic:"):
-        return _synthetic(source, input_shape, augment, seed, tta)
+        return _synthetic(source, input_shape, augment, seed, options)
     if source in ("cifar10", "cifar100"):
         raise DataError(f"`{source}` needs the folder holding its batches: "
                         f"`{source}:PATH`; valid sources: {SOURCES}")
     scheme = re.match(r"([A-Za-z]\w+):", source)
     if scheme and not os.path.exists(source):
         if scheme[1] in ("cifar10", "cifar100"):
-            return _cifar(scheme[1], source[len(scheme[0]):], input_shape, augment, tta)
+            return _cifar(scheme[1], source[len(scheme[0]):], input_shape, augment,
+                          options)
         raise DataError(f"unknown data source `{scheme[0]}`; valid sources: {SOURCES}")
-    return _image_folder(Path(source), input_shape, augment, seed, val_fraction, tta,
-                         bad_images, progress)
+    return _image_folder(Path(source), input_shape, augment, seed, val_fraction,
+                         options, bad_images, progress)
 
 
 # --- Pipelines --------------------------------------------------------------------
@@ -158,7 +168,7 @@ def _tensor_images(images: torch.Tensor, labels: list[int], steps: list) -> Tens
 
 # --- Sources ----------------------------------------------------------------------
 
-def _digits(input_shape, augment, tta: str = "none") -> Datasets:
+def _digits(input_shape, augment, options: dict) -> Datasets:
     try:
         from sklearn.datasets import load_digits
         from sklearn.model_selection import train_test_split
@@ -170,7 +180,7 @@ def _digits(input_shape, augment, tta: str = "none") -> Datasets:
     labels = digits.target.tolist()
     train_index, val_index = train_test_split(
         list(range(len(labels))), test_size=0.2, random_state=0, stratify=labels)
-    train_steps, val_steps, notes = pipelines((1, 8, 8), input_shape, augment, tta=tta)
+    train_steps, val_steps, notes = pipelines((1, 8, 8), input_shape, augment, **options)
     train = _tensor_images(images[train_index], [labels[i] for i in train_index],
                            train_steps)
     val = _tensor_images(images[val_index], [labels[i] for i in val_index], val_steps)
@@ -179,7 +189,7 @@ def _digits(input_shape, augment, tta: str = "none") -> Datasets:
     return Datasets(train, val, [str(d) for d in range(10)], [head, *notes])
 
 
-def _synthetic(source: str, input_shape, augment, seed: int, tta: str = "none"
+def _synthetic(source: str, input_shape, augment, seed: int, options: dict
                ) -> Datasets:
     count = source.partition(":")[2]
     if count and not (count.isdigit() and int(count) > 0):
@@ -187,11 +197,13 @@ def _synthetic(source: str, input_shape, augment, seed: int, tta: str = "none"
                         "positive whole number, like `synthetic:512`")
     length = int(count) if count else 512
     val_length = max(length // 4, 64)
-    train_steps, val_steps, notes = pipelines(input_shape, input_shape, augment, tta=tta)
+    train_steps, val_steps, notes = pipelines(input_shape, input_shape, augment,
+                                              **options)
     compose = v2_module().Compose
+    own_sizes = options["val_resize"] is not None or options["val_crop"] is not None
     train_transform, val_transform = ((compose(train_steps), compose(val_steps))
-                                      if augment else (None, None))
-    if tta != "none":
+                                      if augment or own_sizes else (None, None))
+    if options["tta"] != "none":
         val_transform = compose(val_steps)
     train = SyntheticImages(length, input_shape, seed, 0, train_transform)
     val = SyntheticImages(val_length, input_shape, seed, 1, val_transform)
@@ -225,7 +237,7 @@ def _cifar_class(kind: str):
                                      else CIFAR100), {})
 
 
-def _cifar(kind: str, path: str, input_shape, augment, tta: str = "none") -> Datasets:
+def _cifar(kind: str, path: str, input_shape, augment, options: dict) -> Datasets:
     cifar = _cifar_class(kind)
     expected = ([name for name, _ in cifar.train_list + cifar.test_list]
                 + [cifar.meta["filename"]])
@@ -245,7 +257,8 @@ def _cifar(kind: str, path: str, input_shape, augment, tta: str = "none") -> Dat
     except (pickle.UnpicklingError, EOFError, KeyError, ValueError, TypeError) as problem:
         raise DataError(f"cannot read the {kind} batches in {batches} ({problem!r}); "
                         f"replace them with {wanted}") from None
-    train_steps, val_steps, notes = pipelines((3, 32, 32), input_shape, augment, tta=tta)
+    train_steps, val_steps, notes = pipelines((3, 32, 32), input_shape, augment,
+                                              **options)
     train_set = _tensor_images(_chw(train.data), list(train.targets), train_steps)
     val_set = _tensor_images(_chw(val.data), list(val.targets), val_steps)
     head = (f"{kind}: {len(train_set):,} train / {len(val_set):,} val images "
@@ -310,8 +323,7 @@ def _class_folder_dataset(root: Path, classes: list[str], allow_empty=False):
 
 
 def _image_folder(path: Path, input_shape, augment, seed: int, val_fraction: float,
-                  tta: str = "none", bad_images: str = "stop", progress=None
-                  ) -> Datasets:
+                  options: dict, bad_images: str = "stop", progress=None) -> Datasets:
     train_root, val_root = _folder_roots(path)
     classes = _class_folders(train_root)
     train_set = _class_folder_dataset(train_root, classes)
@@ -319,10 +331,11 @@ def _image_folder(path: Path, input_shape, augment, seed: int, val_fraction: flo
     if val_set is None and not 0 < val_fraction < 1:
         raise DataError(f"val_fraction must lie between 0 and 1, not {val_fraction}")
     # The recipe's errors (channels, tta) first: the scan of a large folder takes time.
-    pipelines((3, None, None), input_shape, augment, tta=tta)
+    pipelines((3, None, None), input_shape, augment, **options)
     sizes, checked = _checked_images(path, train_set, val_set, bad_images, progress)
     image_shape, size_notes = _image_shape(sizes)
-    train_steps, val_steps, notes = pipelines(image_shape, input_shape, augment, tta=tta)
+    train_steps, val_steps, notes = pipelines(image_shape, input_shape, augment,
+                                              **options)
     compose = v2_module().Compose
     train_set.transform = compose(train_steps)
     if val_set is not None:

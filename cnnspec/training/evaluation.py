@@ -97,7 +97,7 @@ def evaluate(spec, weights, data=None, *, tta: str = "none", batch: int = 64,
     data = _data_source(data, record, paths[0])
     config = record.get("config") or {}
     datasets = open_data(data, tuple(spec.input_shape), _augment(spec),
-                         seed=_first(seed, config.get("seed"), 0),
+                         **_sizes(spec), seed=_first(seed, config.get("seed"), 0),
                          val_fraction=_first(val_fraction, config.get("val_fraction"), 0.1),
                          tta=tta, bad_images="skip" if _first(
                              skip_bad_images, config.get("skip_bad_images"), False)
@@ -262,6 +262,16 @@ def _augment(spec) -> tuple:
     return spec.recipe.augment if spec.recipe is not None else ()
 
 
+def _sizes(spec) -> dict:
+    """The recipe's validation resize and crop and its interpolation, which the
+    validation images get as in training."""
+    recipe = spec.recipe
+    if recipe is None:
+        return {}
+    return {"interpolation": recipe.interpolation, "val_resize": recipe.val_resize,
+            "val_crop": recipe.val_crop}
+
+
 def _first(*values):
     return next(value for value in values if value is not None)
 
@@ -347,7 +357,7 @@ def _read_image(path: str, spec, tta: str) -> torch.Tensor:
         raise DataError(f"{path} is a folder, not an image file")
     image = _load_image(path)
     _, steps, _ = pipelines((3, image.height, image.width), tuple(spec.input_shape),
-                            _augment(spec), tta=tta)
+                            _augment(spec), tta=tta, **_sizes(spec))
     return v2_module().Compose(steps)(image)
 
 

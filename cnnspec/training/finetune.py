@@ -9,18 +9,11 @@ which keeps its running statistics in train() as in eval().
 
 from __future__ import annotations
 
-from fnmatch import fnmatchcase
-
 from torch import nn
 
 from ..diagnostics import did_you_mean
+from ..frontend.recipe import matches_layer
 from .errors import UsageError
-
-
-def _matches(name: str, pattern: str) -> bool:
-    """`layer1` matches layer1 and everything in it; globs match dotted names."""
-    return (fnmatchcase(name, pattern) or name.startswith(pattern + ".")
-            or any(fnmatchcase(name[:i], pattern) for i, c in enumerate(name) if c == "."))
 
 
 def select_layers(layers: list[str], patterns=(), unfreeze_from: str | None = None,
@@ -31,7 +24,7 @@ def select_layers(layers: list[str], patterns=(), unfreeze_from: str | None = No
     # Suggestions come from the top-level names first (`layer4`, not `layer4.1.6`).
     tops = sorted({name.split(".")[0] for name in layers})
     for pattern in patterns:
-        hits = [name for name in layers if _matches(name, pattern)]
+        hits = [name for name in layers if matches_layer(name, pattern)]
         if not hits:
             raise UsageError(f"{flag} {pattern} matches no layer of the spec; "
                              + (did_you_mean(pattern, tops)
@@ -39,8 +32,8 @@ def select_layers(layers: list[str], patterns=(), unfreeze_from: str | None = No
                                 f"layers are named like {', '.join(layers[:4])}"))
         chosen.update(hits)
     if unfreeze_from is not None:
-        first = next((i for i, name in enumerate(layers) if _matches(name, unfreeze_from)),
-                     None)
+        first = next((i for i, name in enumerate(layers)
+                      if matches_layer(name, unfreeze_from)), None)
         if first is None:
             raise UsageError(f"--unfreeze-from {unfreeze_from}: no such layer; "
                              + (did_you_mean(unfreeze_from, tops)

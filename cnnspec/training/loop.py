@@ -1,10 +1,24 @@
 """One epoch of training and one pass of evaluation.
 
 Takes: a model (plain, DDP-wrapped or compiled), a DataLoader, the optimizer and the
-run's settings. Returns: the epoch's sums as plain numbers (`EpochStats`). Auxiliary
-heads (a `TrainingHeads` model returns a named tuple in training) add their weighted
+run's settings, and optionally the recipe's per-step parts: a learning-rate schedule
+(`schedule.LRSchedule`, told after every optimizer step), a weight average
+(`ema.WeightAverage`), a batch mixer (`mixing.make_mixer`: MixUp/CutMix, soft
+targets). Returns: the epoch's sums as plain numbers (`EpochStats`). Auxiliary heads
+(a `TrainingHeads` model returns a named tuple in training) add their weighted
 losses; mixed precision goes through `torch.autocast` and, for fp16, a GradScaler.
 A non-finite loss raises `NonFiniteLoss` before the optimizer steps on it.
+
+Gradient accumulation (`config.accumulate` = N): each loader batch (one process's
+share of the recipe's batch) is split into N micro-batches whose losses, each
+divided by N, are back-propagated one after another before a single optimizer step;
+under DDP the gradients are synchronised only on the last (`no_sync`). Without
+batchnorm this is the same update as the whole batch at once; with batchnorm it is
+not, because each micro-batch is normalised with its own statistics.
+
+With MixUp/CutMix the targets are soft; training accuracy is then measured against
+each mixed image's dominant label (the larger weight), which is what
+`train_top1` means in such a run.
 
 Top-5 accuracy is measured only when the network scores more than 5 classes
 (`reports_top5`): with 5 or fewer the true class is always among the 5 highest
@@ -13,6 +27,7 @@ scores, and top-5 would read 100% whatever the weights. It is None otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from dataclasses import dataclass
@@ -68,13 +83,14 @@ class Step:
     top1: float
     images: int
     seconds: float
+    lr: float = 0.0  # the rate this step used (group 0)
 
 
 class Trainer:
     """Holds what every step needs; `train_epoch` and `evaluate` run the loops."""
 
     def __init__(self, model, optimizer, device: torch.device, config, aux_weights: dict,
-                 ema=None, scaler=None):
+                 ema=None, scaler=None, schedule=None, mixer=None):
         self.model = model
         self.optimizer = optimizer
         self.device = device
@@ -82,6 +98,9 @@ class Trainer:
         self.aux_weights = aux_weights
         self.ema = ema
         self.scaler = scaler
+        self.schedule = schedule
+        self.mixer = mixer
+        self.accumulate = getattr(config, "accumulate", 1)
         self.non_blocking = device.type == "cuda"
         self.memory_format = torch.channels_last if config.channels_last \
             else torch.contiguous_format
@@ -114,22 +133,24 @@ class Trainer:
         steps = len(loader)
         for index, (images, labels) in enumerate(loader, 1):
             images, labels = self._to_device(images, labels)
-            with self._autocast():
-                loss, logits = self.loss(self.model(images), labels)
-            value = loss.item()  # one sync a step: it guards the update below
-            if not math.isfinite(value):
-                raise NonFiniteLoss(epoch, index, value)
+            targets = labels
+            if self.mixer is not None:
+                images, targets = self.mixer(images, labels)
+                labels = targets.argmax(1)  # the dominant label of each mixed image
+            lr = current_lr(self.optimizer)
             self.optimizer.zero_grad(set_to_none=True)
-            self._backward_and_step(loss)
+            value, logits = self._accumulated_step(images, targets, epoch, index)
+            if self.schedule is not None:
+                self.schedule.after_step()
             if self.ema is not None:
-                self.ema.update_parameters(unwrap(self.model))
+                self.ema.after_step(index - 1, epoch)
             count = labels.shape[0]
             loss_sum += value * count
-            correct += int((logits.detach().argmax(1) == labels).sum())
+            correct += int((logits.argmax(1) == labels).sum())
             seen += count
             if on_step is not None:
                 on_step(Step(index, steps, loss_sum / seen, correct / seen, seen,
-                             time.perf_counter() - start))
+                             time.perf_counter() - start, lr))
         seconds = time.perf_counter() - start
         totals = torch.tensor([loss_sum, correct, seen], dtype=torch.float64,
                               device=self.device)
@@ -137,17 +158,46 @@ class Trainer:
         seen = max(seen, 1)
         return EpochStats(loss_sum / seen, correct / seen, None, int(seen), seconds)
 
-    def _backward_and_step(self, loss) -> None:
-        clip = self.config.clip_grad
+    def _accumulated_step(self, images, targets, epoch: int, index: int):
+        """Forward and backward over the micro-batches, then one optimizer step;
+        the batch's mean loss and its logits (detached)."""
+        # Equal parts: the run checks that accumulate divides each process's batch.
+        chunks = list(zip(images.chunk(self.accumulate), targets.chunk(self.accumulate)))
+        total, outputs = 0.0, []
+        for number, (micro_images, micro_targets) in enumerate(chunks, 1):
+            last = number == len(chunks)
+            with self._sync(last), self._autocast():
+                loss, logits = self.loss(self.model(micro_images), micro_targets)
+            value = loss.item()  # one sync a micro-batch: it guards the update below
+            if not math.isfinite(value):
+                raise NonFiniteLoss(epoch, index, value)
+            self._backward(loss / len(chunks))
+            total += value / len(chunks)
+            outputs.append(logits.detach())
+        self._step()
+        return total, torch.cat(outputs)
+
+    def _sync(self, last: bool):
+        """DDP synchronises gradients only on the last micro-batch of a step."""
+        if last or not isinstance(self.model, DistributedDataParallel):
+            return contextlib.nullcontext()
+        return self.model.no_sync()
+
+    def _backward(self, loss) -> None:
         if self.scaler is not None:
             self.scaler.scale(loss).backward()
+        else:
+            loss.backward()
+
+    def _step(self) -> None:
+        clip = self.config.clip_grad
+        if self.scaler is not None:
             if clip is not None:
                 self.scaler.unscale_(self.optimizer)
                 torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
             self.scaler.step(self.optimizer)
             self.scaler.update()
             return
-        loss.backward()
         if clip is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), clip)
         self.optimizer.step()
@@ -186,6 +236,10 @@ def _all_reduce(totals: torch.Tensor) -> torch.Tensor:
     if dist.is_available() and dist.is_initialized():
         dist.all_reduce(totals)
     return totals
+
+
+def current_lr(optimizer) -> float:
+    return float(optimizer.param_groups[0]["lr"])
 
 
 def unwrap(model):

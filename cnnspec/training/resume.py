@@ -18,14 +18,13 @@ lengthened run then resumes exactly as any other.
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 
 from .config import RunConfig, resume as resume_config
 from .errors import UsageError
 
 # Schedules whose every rate depends on the planned number of epochs.
-LENGTH_DEPENDENT = {"cosine"}
+LENGTH_DEPENDENT = {"cosine", "poly", "onecycle"}
 
 # Options the saved state cannot follow: which parameters train and in which
 # optimizer groups, where the run started from, and which images are validation.
@@ -133,17 +132,16 @@ def restore(state: dict, model, optimizer, scheduler, scaler, ema, config: RunCo
     returns (history, the first epoch to run). The optimizer's hyperparameters are
     `config`'s, its moments the checkpoint's."""
     before = RunConfig.model_validate_json(state["config"])
-    rebuild = (scheduler is not None and config.epochs != before.epochs
-               and config.schedule.kind in LENGTH_DEPENDENT)
+    rebuild = _rebuilt_schedule(before, config, scheduler)
     if rebuild:
-        _fast_forward(scheduler, state["epoch"])
+        scheduler.fast_forward(state["epoch"])
     # A rebuilt schedule's rates are the fresh groups' own; otherwise the saved ones.
     kept = {"params"} if rebuild else {"params", "lr", "initial_lr"}
     fresh = [{k: v for k, v in group.items() if k not in kept}
              for group in optimizer.param_groups]
     model.load_state_dict(state["model"])
     optimizer.load_state_dict(state["optimizer"])
-    if scheduler is not None and not rebuild:
+    if not rebuild:
         scheduler.load_state_dict(state["scheduler"])
     for group, settings in zip(optimizer.param_groups, fresh):
         group.update(settings)
@@ -156,14 +154,16 @@ def restore(state: dict, model, optimizer, scheduler, scaler, ema, config: RunCo
     return list(state["history"]), state["epoch"] + 1
 
 
-def _fast_forward(scheduler, epochs: int) -> None:
-    """Step a new schedule past the epochs already done (its rates land in the
-    optimizer's groups). No optimizer step comes first, so torch's warning about
-    that order does not apply."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", UserWarning)
-        for _ in range(epochs):
-            scheduler.step()
+def _rebuilt_schedule(before: RunConfig, after: RunConfig, schedule) -> bool:
+    """Whether the resumed run takes a freshly built schedule moved past the epochs
+    done instead of the saved one: a longer run of a schedule shaped by its length,
+    or a per-step schedule whose epochs now have another number of steps (another
+    --batch). Either way each epoch to come gets the rate a run planned like this
+    from the start would give it."""
+    if schedule.scheduler is None:
+        return False
+    longer = after.epochs != before.epochs and after.schedule.kind in LENGTH_DEPENDENT
+    return longer or (schedule.per_iteration and after.batch != before.batch)
 
 
 def _set_base_lr(optimizer, scheduler, old: float, new: float) -> None:
@@ -177,6 +177,7 @@ def _set_base_lr(optimizer, scheduler, old: float, new: float) -> None:
             group["lr"] = group["lr"] * new / old
             group["initial_lr"] = new
             changed.append(index)
+    scheduler = scheduler.scheduler
     for inner in [scheduler] + list(getattr(scheduler, "_schedulers", [])):
         if hasattr(inner, "base_lrs"):
             for index in changed:

@@ -26,15 +26,19 @@ from torch.utils.data import DataLoader
 from ..version import __version__
 from . import checkpoint as files
 from . import rundir, signals
-from .config import RunConfig, describe_optimizer, describe_schedule, resolve
+from .config import RunConfig, describe_optimizer, resolve
 from .data import open_data
 from .distributed import ShardSampler, World, check_sync_batchnorm, join, leave, \
     pick_device, sync_batchnorm, train_sampler
 from .errors import StorageError, TrainingError, UsageError
 from .finetune import freeze
-from .weights import head_layers, load_weights
-from .loop import NonFiniteLoss, Trainer, unwrap
-from .optim import current_lr, make_ema, make_optimizer, make_scheduler, step_scheduler
+from .weights import load_weights
+from .loop import NonFiniteLoss, Trainer, current_lr, unwrap
+from .components import build_components, per_process_batch
+from .mixing import describe_mixing
+from .param_groups import describe_groups
+from .schedule import describe as describe_schedule
+from .sampling import RepeatedAugmentSampler
 from .progress import Reporter, Silent, draw_curves
 from .resume import restore, resumed_config, saved_params
 
@@ -93,7 +97,7 @@ def preflight(spec, data=None, *, nproc: int, network=None, params=None, resume=
     before `--nproc` starts processes that would each fail with it."""
     prepared = _prepare(spec, data, network, params, resume, overrides)
     spec, config, data = prepared.spec, prepared.config, prepared.data
-    _per_rank_batch(config.batch, nproc)
+    per_process_batch(config, nproc)
     check_sync_batchnorm(config.sync_batchnorm, pick_device(config.device))
     if config.weights and resume is None or config.freeze or config.unfreeze_from:
         from ..backends.torch_backend import to_torch
@@ -102,9 +106,7 @@ def preflight(spec, data=None, *, nproc: int, network=None, params=None, resume=
         if config.weights and resume is None:
             load_weights(model, config.weights, spec, config.reinit)
         freeze(model, spec, config.freeze, config.unfreeze_from)
-    open_data(data, tuple(spec.input_shape), config.augment, seed=config.seed,
-              val_fraction=config.val_fraction, bad_images=_bad_images(config),
-              progress=sys.stderr)
+    open_recipe_data(data, spec, config, progress=sys.stderr)
 
 
 @dataclass
@@ -138,16 +140,13 @@ def _prepare(spec, data, network, params, resume, overrides) -> _Prepared:
     return _Prepared(spec, config, data, saved, changes)
 
 
-def _bad_images(config: RunConfig) -> str:
-    return "skip" if config.skip_bad_images else "stop"
-
-
-def _per_rank_batch(batch: int, processes: int) -> int:
-    per_rank, remainder = divmod(batch, processes)
-    if remainder:
-        raise UsageError(f"--batch {batch} does not split evenly over {processes} "
-                         f"processes; use a multiple of {processes}")
-    return per_rank
+def open_recipe_data(data, spec, config: RunConfig, progress=None):
+    """The data source opened with the recipe's transforms and sizes."""
+    return open_data(data, tuple(spec.input_shape), config.augment, seed=config.seed,
+                     val_fraction=config.val_fraction,
+                     bad_images="skip" if config.skip_bad_images else "stop",
+                     progress=progress, interpolation=config.interpolation,
+                     val_resize=config.val_resize, val_crop=config.val_crop)
 
 
 def check_classifier(spec) -> int:
@@ -219,9 +218,8 @@ class _Run:
         self.config, self.world, self.reporter = config, world, reporter
         self.changes = prepared.changes
         self.command = command or " ".join(sys.argv)
-        self.datasets = open_data(
-            data, tuple(prepared.spec.input_shape), config.augment, seed=config.seed,
-            val_fraction=config.val_fraction, bad_images=_bad_images(config),
+        self.datasets = open_recipe_data(
+            data, prepared.spec, config,
             progress=sys.stderr if isinstance(reporter, Reporter) else None)
         self.spec = self._fit_classes(prepared.spec)
         self.data_name = data if isinstance(data, str) else IN_MEMORY
@@ -289,10 +287,16 @@ class _Run:
                                f"{total:,} parameters train")
 
     def _loaders(self):
-        per_rank = _per_rank_batch(self.config.batch, self.world.size)
+        per_rank = per_process_batch(self.config, self.world.size)
         pin = self.world.device.type == "cuda"
         train_set, val_set = self.datasets.train, self.datasets.val
-        self.sampler = train_sampler(train_set, self.world, self.config.seed)
+        repeated = self.config.repeated_augment
+        if repeated is not None:
+            self.sampler = RepeatedAugmentSampler(train_set, self.world.size,
+                                                  self.world.rank, self.config.seed,
+                                                  repeated.reps)
+        else:
+            self.sampler = train_sampler(train_set, self.world, self.config.seed)
         train = DataLoader(train_set, batch_size=per_rank, sampler=self.sampler,
                            num_workers=self.config.workers, pin_memory=pin,
                            drop_last=True, generator=torch.Generator())
@@ -316,12 +320,30 @@ class _Run:
         if c.defaults_used:
             note("the spec has no " + ", ".join(c.defaults_used) + " in `train { }`; "
                  "using defaults")
-        note(f"recipe: {describe_optimizer(c.optimizer)} ({from_spec}), schedule "
-             f"{describe_schedule(c.schedule)}, {c.epochs} epochs, batch {c.batch}, "
-             f"weight_decay {c.weight_decay}"
-             + (f", label_smoothing {c.label_smoothing}" if c.label_smoothing else "")
-             + (f", the classifier's lr {c.lr_head:g}" if c.lr_head else "")
-             + (f", augment {', '.join(a.kind for a in c.augment)}" if c.augment else ""))
+        note(f"recipe: {describe_optimizer(c.optimizer)} ({from_spec}), {c.epochs} "
+             f"epochs, batch {c.batch}"
+             + (f" in {c.accumulate} micro-batches" if c.accumulate > 1 else "")
+             + f", weight_decay {c.weight_decay:g}"
+             + (f", label_smoothing {c.label_smoothing:g}" if c.label_smoothing else "")
+             + (f", the classifier's lr {c.lr_head:g}" if c.lr_head else ""))
+        note(f"schedule: {describe_schedule(c)}")
+        if c.augment:
+            note(f"augment: {', '.join(a.kind for a in c.augment)}")
+        mixing = describe_mixing(c.mixup, c.cutmix)
+        if mixing:
+            note(f"mixing: {mixing}")
+        if c.repeated_augment is not None:
+            note(f"sampler: repeated augmentation, {c.repeated_augment.reps} copies of "
+                 "each image per epoch, each augmented on its own")
+        if self.ema_decay is not None:
+            e = c.ema
+            note(f"ema: decay {self.ema_decay:.6g} every {e.steps} "
+                 f"{'step' if e.steps == 1 else 'steps'}"
+                 + (f" (adjusted from {e.decay:g}, as torchvision's reference)"
+                    if e.adjust else "") + "; validation and the saved weights use it")
+        for group in self.groups:
+            note(f"parameter group {group['name']}: {group['parameters']:,} parameters, "
+                 f"lr {group['lr']:.4g}, weight_decay {group['weight_decay']:g}")
         world = f", {self.world.size} processes" if self.world.size > 1 else ""
         note(f"device: {self.world.device}{world}, amp {c.amp}, seed {c.seed}; run "
              f"folder {run_dir}" + (f" (resuming after epoch {resumed_from})"
@@ -333,7 +355,7 @@ class _Run:
     def go(self, folder: rundir.RunFolder, saved: dict | None) -> TrainResult:
         run_dir = self.run_dir = folder.path
         self.saved = saved["epoch"] if saved is not None else None
-        self._announce(run_dir, self.saved, folder.notes)
+        self.folder_notes = folder.notes
         try:
             return self._train(saved)
         except NonFiniteLoss as problem:
@@ -366,15 +388,19 @@ class _Run:
     def _train(self, saved: dict | None) -> TrainResult:
         model = self._build(fresh=saved is None)
         config = self.config
-        optimizer = make_optimizer(self.plain, config, frozenset(head_layers(self.spec))
-                                   if config.lr_head else frozenset())
-        scheduler = make_scheduler(optimizer, config)
-        ema = make_ema(self.plain, config.ema)
-        scaler = torch.amp.GradScaler(self.world.device.type) \
-            if config.amp == "fp16" else None
-        aux = getattr(self.plain, "aux_weights", {})
-        trainer = Trainer(model, optimizer, self.world.device, config, aux, ema, scaler)
         train_loader, val_loader = self._loaders()
+        parts = build_components(self.plain, self.spec, config, self.world.size,
+                                 len(train_loader), self.spec.output_shape[0],
+                                 self.world.device.type)
+        optimizer, scheduler, scaler, ema = (parts.optimizer, parts.schedule,
+                                             parts.scaler, parts.ema)
+        groups = describe_groups(optimizer.param_groups)
+        self.groups = groups if len(groups) > 1 else []
+        self.ema_decay = ema.decay if ema is not None else None
+        self._announce(self.run_dir, self.saved, self.folder_notes)
+        aux = getattr(self.plain, "aux_weights", {})
+        trainer = Trainer(model, optimizer, self.world.device, config, aux, ema, scaler,
+                          schedule=scheduler, mixer=parts.mixer)
         self.history, start = [], 1
         if saved is not None:
             self.history, start = restore(saved, self.plain, optimizer, scheduler, scaler,
@@ -407,15 +433,21 @@ class _Run:
         # augmentation of epoch e the same whether or not the run was resumed.
         train_loader.generator.manual_seed(config.seed * 100_003 + epoch)
         reporter.start_epoch(epoch, config.epochs, len(train_loader))
+        rates = []  # the rate each step used: the first and last go in the row
+
+        def on_step(step):
+            rates.append(step.lr)
+            reporter.step(step, step.lr)
+
         lr = current_lr(trainer.optimizer)
-        stats = trainer.train_epoch(train_loader, epoch,
-                                    on_step=lambda step: reporter.step(step, lr))
+        stats = trainer.train_epoch(train_loader, epoch, on_step=on_step)
         evaluated = ema.module if ema is not None else unwrap(trainer.model)
         val = trainer.evaluate(evaluated, val_loader)
-        step_scheduler(scheduler, val.loss)
+        scheduler.after_epoch(val.loss)
         row = {"epoch": epoch, "train_loss": stats.loss, "train_top1": stats.top1,
                "val_loss": val.loss, "val_top1": val.top1, "val_top5": val.top5,
-               "lr": lr, "images_per_s": stats.images / max(stats.seconds, 1e-9),
+               "lr": rates[0] if rates else lr, "lr_last": rates[-1] if rates else lr,
+               "images_per_s": stats.images / max(stats.seconds, 1e-9),
                "seconds": stats.seconds + val.seconds}
         self.history.append(row)
         reporter.end_epoch(row)
@@ -446,7 +478,7 @@ class _Run:
             "history": self.history, "model": self.plain.state_dict(),
             "best": self.best_state,
             "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict() if scheduler is not None else {},
+            "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else {},
             "ema": ema.state_dict() if ema is not None else {},
             "rng": files.rng_state()})
