@@ -308,7 +308,7 @@ def test_cli_table_and_usage_errors(capsys):
     for bad in (["--train", "--batch", 4, "--fit", "24XB"],  # not a size
                 ["--fit", "24GiB"],  # needs --train
                 ["--train", "--batch", 0],
-                ["--train"]):  # resnet18.cnn has no train { batch }
-        status, _ = _cli("summary", SPECS / "resnet18.cnn", *bad)
+                ["--train"]):  # densenet121.cnn has no train { batch }
+        status, _ = _cli("summary", SPECS / "densenet121.cnn", *bad)
         assert status == 2, bad
     assert "not a memory size: '24XB'" in capsys.readouterr().err

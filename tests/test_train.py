@@ -58,7 +58,7 @@ def test_lenet5_reaches_97_percent_on_digits_with_its_recipe(tmp_path, capsys):
     assert (run / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     recorded = json.loads((run / "run.json").read_text())
     assert recorded["config"]["optimizer"] == {"kind": "adam", "lr": 0.002,
-                                               "betas": [0.9, 0.999]}
+                                               "betas": [0.9, 0.999], "eps": 1e-8}
     assert recorded["data"] == "digits" and len(recorded["classes"]) == 10
     # The saved weights are the best epoch's, under the spec's layer names, and
     # score what metrics.jsonl says they score.
@@ -99,7 +99,8 @@ def test_defaults_are_printed_for_a_spec_without_a_recipe(tmp_path, capsys):
                  "--out", str(tmp_path / "run")]) == 0
     out = capsys.readouterr().out
     assert "no optimizer, schedule, batch in `train { }`; using defaults" in out
-    assert "recipe: adamw lr=0.001 (default), schedule cosine, 1 epochs, batch 64" in out
+    assert "recipe: adamw lr=0.001 (default), 1 epochs, batch 64" in out
+    assert "schedule: cosine to 0, stepped every iteration" in out
     assert "epoch   1  train_loss" in out  # a plain line per epoch without a terminal
 
 
