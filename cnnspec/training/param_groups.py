@@ -119,7 +119,10 @@ def _group(kind: str, config, lr_entry, decay_entry, in_head: bool) -> dict:
     if in_head:
         lr = config.lr_head
         words.append("head")
-    return {"params": [], "weight_decay": decay, "lr": lr, "name": ", ".join(words)}
+    # `lr_scale`: the group's rate over the optimizer's (None: a rate of its own,
+    # `lr_head`), so a new --lr on resuming moves every group that follows it.
+    return {"params": [], "weight_decay": decay, "lr": lr, "name": ", ".join(words),
+            "lr_scale": None if in_head else lr / config.optimizer.lr}
 
 
 def _check_patterns(model: nn.Module, config, layer_names) -> None:

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ..frontend.recipe import Recipe
 from .components import build_components, per_process_batch
-from .config import describe_optimizer, resolve
+from .config import resolve
 
 EVERY_STEP_LIMIT = 20_000  # list each step's rate up to this many steps (JSON size)
 SPARK = "▁▂▃▄▅▆▇█"
@@ -125,14 +125,10 @@ def _written(value) -> str:
         if value and isinstance(value[0], tuple):  # lr_mult pairs
             return ", ".join(f"{p}={f:g}" for p, f in value)
         return ", ".join(_written(v) for v in value) or "none"
-    if hasattr(value, "model_dump"):
-        if getattr(value, "kind", None) in ("sgd", "adam", "adamw", "nadam", "radam",
-                                            "rmsprop"):
-            return describe_optimizer(value)
-        fields = value.model_dump(exclude={"kind"}, exclude_defaults=True)
+    if hasattr(value, "model_dump"):  # every field, the defaults too
+        fields = value.model_dump(exclude={"kind"})
         head = [value.kind] if hasattr(value, "kind") else []
-        return " ".join(head + [f"{k}={_plain(v)}" for k, v in fields.items()]) \
-            or str(getattr(value, "kind", ""))
+        return " ".join(head + [f"{k}={_plain(v)}" for k, v in fields.items()])
     return _plain(value)
 
 
@@ -141,6 +137,10 @@ def _plain(value) -> str:
         return "true" if value else "false"
     if isinstance(value, float):
         return f"{value:g}"
+    if value is None:
+        return "none"
+    if isinstance(value, (tuple, list)):
+        return "(" + ", ".join(_plain(v) for v in value) + ")"
     return str(value)
 
 

@@ -167,21 +167,25 @@ def _rebuilt_schedule(before: RunConfig, after: RunConfig, schedule) -> bool:
 
 
 def _set_base_lr(optimizer, scheduler, old: float, new: float) -> None:
-    """Resumed with another --lr: the groups that had the old base rate (not the
-    classifier's own `lr_head`) take the new one, and their current rate is scaled
-    by new/old, so the epochs to come get what the schedule gives with the new base
-    (torch's schedulers step multiplicatively, so the scaling carries on)."""
-    changed = []
-    for index, group in enumerate(optimizer.param_groups):
-        if group.get("initial_lr", old) == old:
-            group["lr"] = group["lr"] * new / old
-            group["initial_lr"] = new
-            changed.append(index)
+    """Resumed with another --lr: every group whose rate follows the optimizer's
+    (`lr_scale` set by param_groups: not the classifier's own `lr_head`) has its
+    current and base rates scaled by new/old, so the epochs to come get what the
+    schedule gives with the new base (torch's schedulers step multiplicatively, so
+    the scaling carries on). `initial_lr` and the schedulers' own copies of the
+    base rates (`base_lrs`, OneCycleLR's `max_lr`/`min_lr`) move with them."""
+    ratio = new / old
+    changed = [index for index, group in enumerate(optimizer.param_groups)
+               if group.get("lr_scale", 1.0) is not None]
+    for index in changed:
+        group = optimizer.param_groups[index]
+        for key in ("lr", "initial_lr", "max_lr", "min_lr"):
+            if key in group:
+                group[key] = group[key] * ratio
     scheduler = scheduler.scheduler
     for inner in [scheduler] + list(getattr(scheduler, "_schedulers", [])):
         if hasattr(inner, "base_lrs"):
             for index in changed:
-                inner.base_lrs[index] = new
+                inner.base_lrs[index] = inner.base_lrs[index] * ratio
         if hasattr(inner, "_last_lr"):
             for index in changed:
                 inner._last_lr[index] = optimizer.param_groups[index]["lr"]
