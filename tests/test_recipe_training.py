@@ -12,6 +12,7 @@
 """
 
 import json
+import math
 import signal
 import subprocess
 import sys
@@ -228,3 +229,27 @@ def test_cnnspec_recipe_shows_the_rates_the_run_logs(specs, folder, modern_run):
     text = _cnnspec("recipe", specs / "modern.cnn", "--data", folder)
     assert text.returncode == 0, text.stderr
     assert "TrivialAugmentWide" in text.stdout and "RandomErasing" in text.stdout
+
+
+def test_cnnspec_recipe_draws_the_rate_and_refuses_what_the_run_would(tmp_path):
+    """The library's ResNet-50 V2 recipe at a made-up 10 steps an epoch for 8
+    epochs: its 5-epoch warmup then cosine, per epoch as torchvision's reference."""
+    chart = tmp_path / "lr.png"
+    done = _cnnspec("recipe", ROOT / "specs" / "resnet50.cnn", "--epochs", "8",
+                    "--steps-per-epoch", "10", "--json", "-o", chart)
+    assert done.returncode == 0, done.stderr
+    assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    view = json.loads(done.stdout)
+    # LinearLR from 0.01 over 5 epochs, then CosineAnnealingLR over the other 3.
+    warm = [0.5 * (0.01 + 0.99 * e / 5) for e in range(5)]
+    cosine = [0.5 * (1 + math.cos(math.pi * k / 3)) / 2 for k in range(3)]
+    assert view["lr_per_epoch"] == pytest.approx(warm + cosine, rel=1e-12)
+    assert view["lr_every_step"][:10] == [view["lr_per_epoch"][0]] * 10
+    entries = {row["entry"]: row for row in view["entries"]}
+    assert entries["epochs"]["from"] == "--epochs flag"
+    assert entries["mixup"]["from"].startswith("recipe torchvision_v2 (")
+    assert entries["accumulate"]["from"] == "default"
+    refused = _cnnspec("recipe", ROOT / "specs" / "resnet50.cnn", "--epochs", "5")
+    assert refused.returncode == 2
+    assert "warmup of 5 epochs leaves nothing of a 5-epoch run" in refused.stderr
+    assert "Traceback" not in refused.stderr

@@ -21,6 +21,7 @@ from pathlib import Path
 from ..frontend.recipe import Recipe
 from .components import build_components, per_process_batch
 from .config import resolve
+from .schedule import unreached
 
 EVERY_STEP_LIMIT = 20_000  # list each step's rate up to this many steps (JSON size)
 SPARK = "▁▂▃▄▅▆▇█"
@@ -64,6 +65,7 @@ def resolve_recipe(spec, data=None, *, network=None, params=None, nproc: int = 1
                   "micro_batch": per_process // config.accumulate},
         "steps_per_epoch": steps_per_epoch, "total_steps": config.epochs * steps,
         "schedule": _schedule_line(config, parts.schedule),
+        "schedule_note": unreached(config),
         "lr_per_epoch": [rates[e * steps] for e in range(config.epochs)],
         "lr_every_step": rates if per == "iteration" and len(rates) <= EVERY_STEP_LIMIT
         else None,
@@ -212,7 +214,10 @@ def render_text(view: dict) -> str:
     lines.append(f"steps: {steps} per epoch, {view['total_steps']:,} in all" if steps
                  else "steps: per epoch (give --data or --steps-per-epoch for every "
                       "step's rate)")
-    lines += [f"schedule: {view['schedule']}",
+    lines += [f"schedule: {view['schedule']}"]
+    if view["schedule_note"]:
+        lines.append(f"  note: {view['schedule_note']}")
+    lines += [
               f"lr: {sparkline(view['lr_every_step'] or view['lr_per_epoch'])}  "
               f"{view['lr_min']:.3g} to {view['lr_max']:.3g}"]
     if view["ema"]:

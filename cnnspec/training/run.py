@@ -37,7 +37,7 @@ from .loop import NonFiniteLoss, Trainer, current_lr, unwrap
 from .components import build_components, per_process_batch
 from .mixing import describe_mixing
 from .param_groups import describe_groups
-from .schedule import describe as describe_schedule
+from .schedule import describe as describe_schedule, unreached
 from .sampling import RepeatedAugmentSampler
 from .progress import Reporter, Silent, draw_curves
 from .resume import restore, resumed_config, saved_params
@@ -327,6 +327,8 @@ class _Run:
              + (f", label_smoothing {c.label_smoothing:g}" if c.label_smoothing else "")
              + (f", the classifier's lr {c.lr_head:g}" if c.lr_head else ""))
         note(f"schedule: {describe_schedule(c)}")
+        if unreached(c):
+            note(f"schedule: {unreached(c)}")
         if c.augment:
             note(f"augment: {', '.join(a.kind for a in c.augment)}")
         mixing = describe_mixing(c.mixup, c.cutmix)

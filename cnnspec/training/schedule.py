@@ -127,8 +127,10 @@ def _warmup_steps(warmup: Warmup | None, epochs: int, unit: int,
                          "must be whole epochs")
     steps = round(warmup.epochs * unit)
     if warmup.epochs >= epochs or steps >= epochs * unit:
-        raise UsageError(f"warmup of {warmup.epochs:g} epochs is longer than the "
-                         f"run's {epochs} epochs")
+        raise UsageError(f"the recipe's warmup of {warmup.epochs:g} epochs leaves "
+                         f"nothing of a {epochs}-epoch run for the schedule after it; "
+                         f"give --epochs above {warmup.epochs:g}, or a shorter warmup "
+                         "in the spec's `train { }`")
     return steps
 
 
@@ -223,3 +225,18 @@ def _describe_main(s) -> str:
                 f"{s.pct_start:.0%} of the run, then down to "
                 f"lr/{s.div_factor * s.final_div_factor:g}")
     return "constant"
+
+
+def unreached(config) -> str | None:
+    """A note when the schedule's drops all lie beyond the run (a paper's milestones
+    kept while `--epochs` shortened it), so the rate never changes; else None."""
+    s = config.schedule
+    if s.kind == "multistep" and min(s.milestones) >= config.epochs:
+        where = f"milestones {', '.join(map(str, s.milestones))} are"
+    elif s.kind == "step" and s.step_size >= config.epochs:
+        where = f"step_size {s.step_size} is"
+    else:
+        return None
+    return (f"the schedule's {where} beyond the run's {config.epochs} epochs: the rate "
+            "never drops (write the recipe's own epochs, e.g. `train: name(epochs = N)`, "
+            "to scale them)")
