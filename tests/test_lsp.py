@@ -424,3 +424,17 @@ def test_outline_of_a_group_nests_its_layers():
     features, flatten = network.children
     assert features.kind == "group" and [c.name for c in features.children] == ["conv1", "relu"]
     assert features.detail.endswith("-> 4x6x6") and flatten.detail == "-> 144"
+
+
+def test_outline_lists_recipes_and_their_entries():
+    text = ("recipe base(lr = 0.1) {\n    optimizer: sgd lr=lr momentum=0.9\n"
+            "    epochs: 5\n}\n\nrecipe longer(epochs = 90) {\n    train: base(lr = 0.2)\n"
+            "    epochs: epochs\n}\n\nnetwork n {\n    input 3x8x8\n    conv 4 k=3\n"
+            "    flatten\n    fc: linear 2\n    train: longer()\n}\n")
+    base, longer, network = symbols(analyse(text, "/tmp/r.cnn"))
+    assert (base.kind, base.detail) == ("recipe", "recipe base(lr = 0.1)")
+    assert [(c.name, c.detail) for c in base.children] == [
+        ("optimizer", "optimizer: sgd lr=lr momentum=0.9"), ("epochs", "epochs: 5")]
+    assert [c.name for c in longer.children] == ["train: base", "epochs"]
+    assert longer.children[0].selection_range.start_line == 6  # `base`, 0-based lines
+    assert network.kind == "network" and [c.name for c in network.children][-1] == "fc"

@@ -1,6 +1,7 @@
 """The document outline: `Analysis` -> a tree of `Symbol`s.
 
-Takes: an `analysis.Analysis`. Returns: one `Symbol` per network and block, whose
+Takes: an `analysis.Analysis`. Returns: one `Symbol` per network, block and
+training recipe (a recipe's children are its entries); a network's or block's
 children are its layer statements in order: labelled or not, with the statements of
 groups and constructs (`residual`, `concat`, `repeat`, ...) and of named shortcuts
 nested under them; an `if`'s statements stand in its place. A statement of a
@@ -18,7 +19,7 @@ from .analysis import Analysis, Range, signature, source_text, span_range
 
 class Symbol(NamedTuple):
     name: str
-    kind: str  # network | block | group | layer
+    kind: str  # network | block | recipe | group | layer | entry
     detail: str
     range: Range
     selection_range: Range
@@ -29,12 +30,27 @@ def symbols(analysis: Analysis) -> list[Symbol]:
     module = analysis.module
     if module is None:
         return []
-    definitions = sorted(module.blocks + module.networks,
+    definitions = sorted(module.blocks + module.networks + module.recipes,
                          key=lambda d: (d.span.line, d.span.column))
     return [Symbol(d.name, d.kind, signature(d), span_range(d.span),
                    span_range(d.name_span),
+                   _entries(d.body) if d.kind == "recipe" else
                    _body(analysis, d.body, d.name if d.kind == "network" else None))
             for d in definitions]
+
+
+def _entries(body) -> tuple[Symbol, ...]:
+    """A recipe's entries (`optimizer`, `augment`, ...) and the recipes it calls."""
+    found = []
+    for statement in body:
+        if type(statement) is S.TrainEntry:
+            found.append(Symbol(statement.key, "entry", _short(source_text(statement.span)),
+                                span_range(statement.span), span_range(statement.span)))
+        elif type(statement) is S.TrainCall:
+            found.append(Symbol(f"train: {statement.name}", "entry", "",
+                                span_range(statement.span),
+                                span_range(statement.name_span)))
+    return tuple(found)
 
 
 def _body(analysis: Analysis, body, network: str | None) -> tuple[Symbol, ...]:

@@ -37,6 +37,7 @@ EXPLAIN_WAIT = 2.0  # how long a hover waits for the arithmetic of the latest ch
 
 _SEVERITY = {"error": T.DiagnosticSeverity.Error, "warning": T.DiagnosticSeverity.Warning}
 _SYMBOL = {"network": T.SymbolKind.Module, "block": T.SymbolKind.Function,
+           "recipe": T.SymbolKind.Object, "entry": T.SymbolKind.Property,
            "group": T.SymbolKind.Namespace, "layer": T.SymbolKind.Field}
 _COMPLETION = {"layer": T.CompletionItemKind.Class, "block": T.CompletionItemKind.Module,
                "keyword": T.CompletionItemKind.Keyword,
