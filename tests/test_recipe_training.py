@@ -253,3 +253,35 @@ def test_cnnspec_recipe_draws_the_rate_and_refuses_what_the_run_would(tmp_path):
     assert refused.returncode == 2
     assert "warmup of 5 epochs leaves nothing of a 5-epoch run" in refused.stderr
     assert "Traceback" not in refused.stderr
+
+
+def test_a_per_step_schedule_resumed_with_another_batch_follows_the_new_steps(
+        specs, tmp_path):
+    """PLAIN's warmup then cosine is stepped every iteration, so its length is in
+    steps. Stopped after epoch 1 at batch 32 and resumed with --batch 16 for 3
+    epochs, each later epoch gets the rates a batch-16 run has there: digits' 1,437
+    training images make 89 steps of 16 (the last partial batch dropped)."""
+    from cnnspec.training.progress import Silent
+    from cnnspec.training.run import Interrupted
+
+    class StopAfterFirst(Silent):
+        def end_epoch(self, row):
+            raise KeyboardInterrupt  # as a Ctrl-C once epoch 1 is validated
+
+    run = tmp_path / "run"
+    with pytest.raises(Interrupted):
+        cnnspec.train(str(specs / "plain.cnn"), data="digits", out=run, epochs=3,
+                      reporter=StopAfterFirst())
+    cnnspec.train(str(specs / "plain.cnn"), resume=run, batch=16, verbose=False)
+    steps, total = 89, 3 * 89
+    warmup = round(0.5 * steps)
+
+    def rate(k):  # SequentialLR: LinearLR(0.1 -> 1) over `warmup`, then cosine
+        if k < warmup:
+            return 0.05 * (0.1 + 0.9 * k / warmup)
+        return 0.05 * (1 + math.cos(math.pi * (k - warmup) / (total - warmup))) / 2
+
+    rows = _rows(run)
+    assert [r["lr"] for r in rows[1:]] == pytest.approx([rate(steps), rate(2 * steps)])
+    assert [r["lr_last"] for r in rows[1:]] == pytest.approx(
+        [rate(2 * steps - 1), rate(3 * steps - 1)])

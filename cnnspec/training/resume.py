@@ -35,7 +35,10 @@ FIXED = {"weights": "--weights", "freeze": "--freeze", "unfreeze_from": "--unfre
 # Options that change how the run goes on; each gets a note when it changes.
 MEANINGS = {
     "batch": "each epoch now takes steps of another size; the learning rate is not "
-             "scaled with the batch (scale --lr yourself if the recipe needs it)",
+             "scaled with the batch (scale --lr yourself if the recipe needs it); a "
+             "schedule stepped every iteration is rebuilt for the new steps per epoch",
+    "accumulate": "each step's batch is split into that many micro-batches from the "
+                  "next step: the same update without batchnorm, in less memory",
     "lr": "the epochs to come get the schedule's rates for the new base rate",
     "weight_decay": "the optimizer's decay changes from the next step",
     "label_smoothing": "the training loss changes from the next step",
