@@ -21,7 +21,7 @@ from pathlib import Path
 from ..frontend.recipe import Recipe
 from .components import build_components, per_process_batch
 from .config import resolve
-from .schedule import unreached
+from .schedule import describe, unreached
 
 EVERY_STEP_LIMIT = 20_000  # list each step's rate up to this many steps (JSON size)
 SPARK = "▁▂▃▄▅▆▇█"
@@ -64,7 +64,7 @@ def resolve_recipe(spec, data=None, *, network=None, params=None, nproc: int = 1
                   "per_process": per_process, "accumulate": config.accumulate,
                   "micro_batch": per_process // config.accumulate},
         "steps_per_epoch": steps_per_epoch, "total_steps": config.epochs * steps,
-        "schedule": _schedule_line(config, parts.schedule),
+        "schedule": describe(config),
         "schedule_note": unreached(config),
         "lr_per_epoch": [rates[e * steps] for e in range(config.epochs)],
         "lr_every_step": rates if per == "iteration" and len(rates) <= EVERY_STEP_LIMIT
@@ -144,12 +144,6 @@ def _plain(value) -> str:
     if isinstance(value, (tuple, list)):
         return "(" + ", ".join(_plain(v) for v in value) + ")"
     return str(value)
-
-
-def _schedule_line(config, schedule) -> str:
-    from .schedule import describe
-
-    return describe(config)
 
 
 def _groups(optimizer) -> list[dict]:
