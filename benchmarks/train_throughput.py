@@ -73,7 +73,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import cnnspec  # noqa: E402
-from cnnspec.training.config import resolve  # noqa: E402
+from cnnspec.training.config import resolve
+from cnnspec.training.schedule import lr_curve  # noqa: E402
 from cnnspec.training.data import open_data  # noqa: E402
 from cnnspec.training.optim import make_optimizer  # noqa: E402
 
@@ -149,11 +150,33 @@ def hand_run(spec, data: str, epochs: int, out: Path, **overrides) -> dict:
     train = DataLoader(datasets.train, batch_size=config.batch, shuffle=True,
                        drop_last=True)
     val = DataLoader(datasets.val, batch_size=config.batch)
+
+    def step(images, labels, epoch, index):
+        loss = F.cross_entropy(model(images), labels,
+                               label_smoothing=config.label_smoothing)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+
+    def validate():
+        model.eval()
+        with torch.no_grad():
+            for images, labels in val:
+                F.cross_entropy(model(images), labels)
+        torch.save(model.state_dict(), out / "hand.pt")
+
+    return timed_epochs(model, train, epochs, step, validate)
+
+
+def timed_epochs(model, train, epochs: int, step, validate) -> dict:
+    """`epochs` epochs of `step(images, labels, epoch, index)` over `train`, each
+    followed by `validate()`: the medians of train img/s and of the share of the loop
+    spent waiting on the loader (the first epoch left out), and the mean epoch time."""
     rates, epoch_seconds, waits = [], [], []
-    for _ in range(epochs):
+    for epoch in range(epochs):
         epoch_start = time.perf_counter()
         model.train()
-        images_seen, waited = 0, 0.0
+        images_seen, waited, index = 0, 0.0, 0
         loop_start = time.perf_counter()
         batches = iter(train)
         while True:
@@ -163,18 +186,11 @@ def hand_run(spec, data: str, epochs: int, out: Path, **overrides) -> dict:
             except StopIteration:
                 break
             waited += time.perf_counter() - fetch
-            loss = F.cross_entropy(model(images), labels,
-                                   label_smoothing=config.label_smoothing)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
+            step(images, labels, epoch, index)
+            index += 1
             images_seen += len(labels)
         loop = time.perf_counter() - loop_start
-        model.eval()
-        with torch.no_grad():
-            for images, labels in val:
-                F.cross_entropy(model(images), labels)
-        torch.save(model.state_dict(), out / "hand.pt")
+        validate()
         rates.append(images_seen / loop)
         epoch_seconds.append(time.perf_counter() - epoch_start)
         waits.append(waited / loop)
@@ -210,46 +226,34 @@ def hand_modern_run(spec, data: str, epochs: int, out: Path, **overrides) -> dic
                         use_buffers=True)
     mix = v2.RandomChoice([v2.MixUp(alpha=m["mixup"], num_classes=classes),
                            v2.CutMix(alpha=m["cutmix"], num_classes=classes)])
-    rates, epoch_seconds, waits = [], [], []
-    for epoch in range(epochs):
-        epoch_start = time.perf_counter()
-        model.train()
-        images_seen, waited = 0, 0.0
-        loop_start = time.perf_counter()
-        batches = iter(train)
-        step = 0
-        while True:
-            fetch = time.perf_counter()
-            try:
-                images, labels = next(batches)
-            except StopIteration:
-                break
-            waited += time.perf_counter() - fetch
-            images, targets = mix(images, labels)
-            loss = F.cross_entropy(model(images), targets,
-                                   label_smoothing=m["label_smoothing"])
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            scheduler.step()
-            if step % m["ema_steps"] == 0:
-                ema.update_parameters(model)
-                if epoch < m["warmup_epochs"]:
-                    ema.n_averaged.fill_(0)  # the reference's reset during warmup
-            step += 1
-            images_seen += len(labels)
-        loop = time.perf_counter() - loop_start
+    used = []  # the rate of every step, checked against cnnspec's schedule below
+
+    def step(images, labels, epoch, index):
+        used.append(optimizer.param_groups[0]["lr"])
+        images, targets = mix(images, labels)
+        loss = F.cross_entropy(model(images), targets,
+                               label_smoothing=m["label_smoothing"])
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        scheduler.step()
+        if index % m["ema_steps"] == 0:
+            ema.update_parameters(model)
+            if epoch < m["warmup_epochs"]:
+                ema.n_averaged.fill_(0)  # the reference's reset during warmup
+
+    def validate():
         ema.eval()
         with torch.no_grad():
             for images, labels in val:
                 F.cross_entropy(ema(images), labels)
         torch.save({"model": model.state_dict(), "ema": ema.state_dict()},
                    out / "hand.pt")
-        rates.append(images_seen / loop)
-        epoch_seconds.append(time.perf_counter() - epoch_start)
-        waits.append(waited / loop)
-    return {"train_img_s": statistics.median(rates[1:]),
-            "epoch_s": sum(epoch_seconds) / epochs, "data_wait": statistics.median(waits[1:])}
+
+    measured = timed_epochs(model, train, epochs, step, validate)
+    # Both sides must do the same work: the same rate at every step as cnnspec's.
+    assert used == lr_curve(config, steps), "the hand loop's schedule is not cnnspec's"
+    return measured
 
 
 def cases(quick: bool) -> list[dict]:
