@@ -624,3 +624,15 @@ def test_check_through_the_entry_point(tmp_path):
     assert "error[E0202]: unknown recipe `torchvision_v3`" in run.stderr
     assert f"--> {bad}:5:12" in run.stderr
     assert "did you mean `torchvision_v2`?" in run.stderr
+
+
+def test_a_factor_without_a_pattern_shows_the_form_and_the_quoting():
+    d = refused("lr_mult: 0.1")
+    assert d.label == "like `lr_mult: layer4=0.1, fc=10`"
+    assert d.help == 'a pattern with dots or stars is quoted: `"layer4.*.conv2"=0.5`'
+
+
+def test_a_recipe_has_no_layer_input():
+    d = refused("optimizer: sgd lr=in.channels")
+    assert (d.code, d.message, d.label) == (
+        "E0211", "`in` means the input of a layer", "a training recipe has no layer input")

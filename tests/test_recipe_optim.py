@@ -525,3 +525,8 @@ def test_sampler_sends_the_copies_to_different_processes_and_keeps_small_sets():
     order = torch.randperm(100, generator=generator).tolist()
     repeated = [i for i in order for _ in range(3)]
     assert list(sampler) == repeated[0::2][:50]
+
+
+def test_the_sampler_refuses_a_rank_outside_the_processes():
+    with pytest.raises(ValueError, match="rank 2 is not one of 2 processes"):
+        RepeatedAugmentSampler(range(8), 2, 2, seed=0, reps=2)
