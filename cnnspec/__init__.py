@@ -55,7 +55,8 @@ def train(spec, data=None, out=None, **options):
     path, or a (train, val) pair of Datasets yielding (image_tensor, label). `out`:
     the run folder (default runs/NAME). Options override the recipe (epochs, batch,
     lr, weight_decay, label_smoothing, clip_grad, ema, seed, device, amp, ...), or
-    say how to run (resume=RUN_DIR, network=, params={...}, verbose=False). Returns
+    say how to run (resume=RUN_DIR, network=, params={...}, verbose=False,
+    log=("tensorboard", "mlflow") to log to those trackers as well). Returns
     a TrainResult: .model (best weights), .history, .metrics, .val_top1, .run_dir.
     """
     from .training.run import train as _train

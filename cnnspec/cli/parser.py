@@ -11,6 +11,7 @@ import argparse
 
 from ..version import __version__
 from ..backends.export import FORMATS
+from .clusters import stop_signal
 
 EXAMPLES = """\
 examples:
@@ -266,11 +267,13 @@ examples:
   cnnspec train specs/resnet18_transfer.cnn --data ~/bees --weights resnet18.pth
   cnnspec train specs/resnet18.cnn --data ~/bees --weights resnet18.pth --freeze 'conv1,bn1,layer1.*'
   torchrun --nproc-per-node 4 -m cnnspec train specs/resnet50.cnn --data ~/imagenet
+  cnnspec train specs/resnet50.cnn --data ~/imagenet --out runs/r50 --resume auto --requeue
 
 exit status: 0 trained, 1 the spec or the run is wrong (a non-finite loss), 2 usage
 (a bad flag, missing or unreadable data, a folder in use), 3 a run file could not be
 written (a full disk, a read-only folder; what was saved is kept), 130 Ctrl-C and 143
-SIGTERM (the last finished epoch is kept; continue with --resume)
+SIGTERM (the last finished epoch is kept; continue with --resume), 75 stopped by the
+early warning of --stop-signal (SIGUSR1; the same, and requeue the job: docs/clusters.md)
 """
 
 
@@ -297,9 +300,16 @@ def _train_parser(commands) -> None:
     data.add_argument("--out", metavar="RUN_DIR",
                       help="the run folder (default runs/NAME, runs/NAME-2, ...)")
     data.add_argument("--resume", metavar="RUN_DIR",
-                      help="continue the run in RUN_DIR from its last.ckpt, exactly")
+                      help="continue the run in RUN_DIR from its last.ckpt, exactly; "
+                      "`--resume auto` (with --out): continue the run in --out if it "
+                      "has a checkpoint, else start it there, and exit 0 if it is "
+                      "finished (one job script for the first start and every requeue)")
     data.add_argument("--json", action="store_true", help="print the final metrics as "
                       "one JSON object on the last line (progress goes to stderr)")
+    data.add_argument("--log", action="append", metavar="TRACKER",
+                      help="also log to tensorboard (RUN/tensorboard/) or mlflow "
+                      "(MLFLOW_TRACKING_URI, else MLflow's default store); repeat it or "
+                      "give both comma-separated; a resumed run continues its logs")
     _recipe_flags(train)
     device = train.add_argument_group("device and scale")
     device.add_argument("--device", choices=("auto", "cpu", "cuda", "mps"))
@@ -312,6 +322,16 @@ def _train_parser(commands) -> None:
                         "on this machine (data parallel, through torchrun)")
     device.add_argument("--sync-batchnorm", action="store_true", default=None,
                         help="batchnorm statistics over all processes' batches")
+    cluster = train.add_argument_group("clusters (docs/clusters.md)")
+    cluster.add_argument("--stop-signal", type=stop_signal, default="USR1", metavar="SIG",
+                         help="the early warning of a time limit or preemption (USR1, "
+                         "as SLURM's --signal=B:USR1@90 sends; or USR2, TERM, HUP, ALRM, "
+                         "XCPU): the run stops, keeps its last saved epoch and exits 75 "
+                         "(default USR1)")
+    cluster.add_argument("--requeue", action="store_true",
+                         help="in a SLURM job: after the early warning, run `scontrol "
+                         "requeue $SLURM_JOB_ID` (the job needs --requeue, and its "
+                         "script --resume auto)")
 
 
 def _recipe_flags(parser: argparse.ArgumentParser) -> None:
@@ -334,6 +354,13 @@ def _recipe_flags(parser: argparse.ArgumentParser) -> None:
     recipe.add_argument("--accumulate", type=int, metavar="N",
                         help="split each step's batch into N micro-batches (the same "
                         "effective batch in less memory)")
+    recipe.add_argument("--early-stop", type=int, metavar="PATIENCE",
+                        help="stop once validation top-1 (or the recipe's "
+                        "`early_stop` metric) has not improved for PATIENCE epochs; "
+                        "the recipe's min_delta is kept")
+    recipe.add_argument("--keep-top", type=int, metavar="K",
+                        help="keep the K best epochs' weights as weights-e012.safetensors "
+                        "... besides weights.safetensors")
     recipe.add_argument("--seed", type=int, metavar="N", help="random seed (0)")
     tune = parser.add_argument_group("fine-tuning")
     tune.add_argument("--weights", metavar="FILE", help="start from these weights: "

@@ -2,8 +2,8 @@
 (`cnnspec.training`), its results -> tables or JSON, its errors -> exit statuses.
 
 Takes: parsed flags. Returns: the exit status (0, 1 a spec or run problem, 2 usage
-or data, 3 a run file could not be written, 130 Ctrl-C, 143 SIGTERM). No training
-logic lives here.
+or data, 3 a run file could not be written, 130 Ctrl-C, 143 SIGTERM, 75 the early
+warning of a time limit or preemption: see `clusters`). No training logic lives here.
 """
 
 from __future__ import annotations
@@ -13,13 +13,15 @@ import os
 import signal
 import sys
 
+from .clusters import after_launch, check_flags, resolve_auto, worker_argv
 from .common import fail, missing_modules, report, spec_params
 
 TRAIN_OVERRIDES = ("epochs", "batch", "accumulate", "lr", "weight_decay", "decay_norm_bias",
                    "label_smoothing", "clip_grad", "ema", "seed", "device", "amp",
                    "channels_last", "compile", "workers", "sync_batchnorm", "val_fraction",
                    "skip_bad_images",
-                   "weights", "freeze", "unfreeze_from", "reinit", "lr_head")
+                   "weights", "freeze", "unfreeze_from", "reinit", "lr_head",
+                   "early_stop", "keep_top", "log")
 
 
 def _without_nproc(argv: list[str]) -> list[str]:
@@ -40,6 +42,7 @@ def train_command(args, parser: argparse.ArgumentParser, argv: list[str]) -> int
         parser.error(f"no such file: {args.file}")
     if args.nproc is not None and args.nproc < 1:
         parser.error("--nproc must be 1 or more")
+    check_flags(args, parser)  # --resume auto needs --out; --requeue needs SLURM
     if args.data is None and args.resume is None:
         parser.error("give the data to train on: --data digits, --data synthetic, "
                      "--data cifar10:PATH or --data PATH (an image folder)")
@@ -53,20 +56,31 @@ def train_command(args, parser: argparse.ArgumentParser, argv: list[str]) -> int
 def _train_run(args, parser: argparse.ArgumentParser, argv: list[str]) -> int:
     from ..training.progress import Reporter
     from ..training.run import Interrupted, preflight, train
+    from ..training.signals import handled, preempted
 
+    finished = resolve_auto(args, parser)  # --resume auto: the folder, a new run, or done
+    if finished is not None:
+        return finished
     overrides = {name: getattr(args, name) for name in TRAIN_OVERRIDES}
     options = dict(network=args.network, params=spec_params(args.params, parser),
                    resume=args.resume, **overrides)
     if args.nproc and args.nproc > 1 and "WORLD_SIZE" not in os.environ:
-        preflight(args.file, args.data, nproc=args.nproc, **options)
+        with handled(args.stop_signal):  # the early warning here: nothing saved, 75
+            preflight(args.file, args.data, nproc=args.nproc, **options)
         from ..training.distributed import launch
 
-        return launch(_without_nproc(argv), args.nproc)
+        ranks = worker_argv(_without_nproc(argv), args.resume)
+        return after_launch(launch(ranks, args.nproc, args.stop_signal), args)
     try:
         result = train(args.file, data=args.data, out=args.out,
                        reporter=Reporter(sys.stderr if args.json else sys.stdout),
-                       command=" ".join(["cnnspec"] + argv), **options)
+                       command=" ".join(["cnnspec"] + argv),
+                       stop_signal=args.stop_signal, **options)
     except Interrupted as stop:
+        if preempted(stop.signal_number):  # the early warning: 75, then --requeue
+            from .clusters import preempted as report_preempted
+
+            return report_preempted(stop, args)
         return _interrupted(stop, args.file)
     if int(os.environ.get("RANK", "0")) != 0:
         return 0
@@ -84,7 +98,7 @@ def _train_run(args, parser: argparse.ArgumentParser, argv: list[str]) -> int:
 RECIPE_OVERRIDES = ("epochs", "batch", "accumulate", "lr", "weight_decay",
                     "decay_norm_bias", "label_smoothing", "clip_grad", "ema", "seed",
                     "val_fraction", "weights", "freeze", "unfreeze_from", "reinit",
-                    "lr_head")
+                    "lr_head", "early_stop", "keep_top")
 
 
 def recipe_command(args, parser: argparse.ArgumentParser) -> int:

@@ -246,6 +246,15 @@ class RepeatedAugment(_Part):
     reps: Annotated[int, Field(ge=1)] = 3
 
 
+class EarlyStop(_Part):
+    """Stop the run once the validation `metric` has not improved by more than
+    `min_delta` (top-1 as a fraction: 0.001 is 0.1 points) for `patience` epochs in
+    a row. `val_top1` improves upwards, `val_loss` downwards."""
+    patience: Annotated[int, Field(ge=1)]
+    min_delta: NonNegativeFloat = 0.0
+    metric: Literal["val_top1", "val_loss"] = "val_top1"
+
+
 LayerFactors = tuple[tuple[str, NonNegativeFloat], ...]  # (layer pattern, factor)
 
 
@@ -273,6 +282,9 @@ class Recipe(_Part):
     mixup: Mixing | None = None
     cutmix: Mixing | None = None
     repeated_augment: RepeatedAugment | None = None
+    # the run's end and what it keeps
+    early_stop: EarlyStop | None = None
+    keep_top: Annotated[int, Field(ge=1)] | None = None  # the K best epochs' weights
 
 
 # -- the language: entries by the form of their value ------------------------------
@@ -280,10 +292,11 @@ class Recipe(_Part):
 # with factors: `lr_mult: layer4=0.1, fc=10`. Keywords only: `mixup: alpha=0.2`. The
 # others start with a kind: `optimizer: sgd lr=0.1`; `augment` takes a list of them.
 SCALAR_ENTRIES = {"epochs", "batch", "accumulate", "weight_decay", "norm_weight_decay",
-                  "bias_weight_decay", "label_smoothing", "val_resize", "val_crop"}
+                  "bias_weight_decay", "label_smoothing", "val_resize", "val_crop",
+                  "keep_top"}
 WORD_ENTRIES = {"interpolation"}
 FACTOR_ENTRIES = {"lr_mult", "decay_mult"}
-KEYWORD_ENTRIES = {"mixup", "cutmix", "ema", "repeated_augment"}
+KEYWORD_ENTRIES = {"mixup", "cutmix", "ema", "repeated_augment", "early_stop"}
 LIST_ENTRIES = {"augment"}
 # What one value of a kind entry is called in messages.
 _NOUNS = {"optimizer": "optimizer", "schedule": "schedule", "warmup": "warmup",

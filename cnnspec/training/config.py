@@ -13,9 +13,10 @@ from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ..frontend.recipe import EMA, Adam, Augmentation, CosineSchedule, Init, LayerFactors, \
-    Mixing, Optimizer, Recipe, RepeatedAugment, Schedule, Warmup
+from ..frontend.recipe import EMA, Adam, Augmentation, CosineSchedule, EarlyStop, Init, \
+    LayerFactors, Mixing, Optimizer, Recipe, RepeatedAugment, Schedule, Warmup
 from .errors import UsageError
+from .tracking import logger_names
 
 # What a spec without `train { }` gets: a short, robust run (printed at the start).
 DEFAULT_OPTIMIZER = Adam(kind="adamw", lr=1e-3)
@@ -51,6 +52,8 @@ class RunConfig(BaseModel):
     repeated_augment: RepeatedAugment | None = None
     clip_grad: Annotated[float, Field(gt=0)] | None = None
     ema: EMA | None = None
+    early_stop: EarlyStop | None = None
+    keep_top: Annotated[int, Field(ge=1)] | None = None
     # -- fine-tuning: start from a weights file, freeze layers by name
     weights: str | None = None
     freeze: tuple[str, ...] = ()
@@ -67,6 +70,7 @@ class RunConfig(BaseModel):
     sync_batchnorm: bool = False
     val_fraction: Annotated[float, Field(gt=0, lt=1)] = 0.1
     skip_bad_images: bool = False  # leave undecodable images out instead of stopping
+    log: tuple[str, ...] = ()  # experiment trackers: tensorboard, mlflow (tracking)
     # -- which entries came from defaults, which from flags (for the printout)
     defaults_used: tuple[str, ...] = ()
     flags: tuple[str, ...] = ()
@@ -81,11 +85,12 @@ class RunConfig(BaseModel):
 
 
 # Overrides that replace a recipe entry, and the ones that only set how it runs.
-RECIPE_OVERRIDES = {"epochs", "batch", "weight_decay", "label_smoothing", "accumulate"}
+RECIPE_OVERRIDES = {"epochs", "batch", "weight_decay", "label_smoothing", "accumulate",
+                    "early_stop", "keep_top"}
 RUN_OVERRIDES = {"seed", "device", "amp", "channels_last", "compile", "workers",
                  "sync_batchnorm", "val_fraction", "skip_bad_images", "clip_grad", "ema",
                  "decay_norm_bias", "weights", "freeze", "unfreeze_from", "reinit",
-                 "lr_head"}
+                 "lr_head", "log"}
 OVERRIDES = RECIPE_OVERRIDES | RUN_OVERRIDES | {"lr"}
 
 
@@ -108,6 +113,7 @@ def resolve(recipe: Recipe | None, **overrides) -> RunConfig:
     if "lr" in overrides:
         values["optimizer"] = values["optimizer"].model_copy(
             update={"lr": overrides.pop("lr")})
+    _patience(values, overrides)
     values.update(overrides)
     try:
         config = RunConfig.model_validate({**values, "defaults_used": used,
@@ -130,6 +136,7 @@ def resume(saved: str, **overrides) -> RunConfig:
     values["flags"] = sorted(set(values.get("flags", ())) | set(overrides))
     if "lr" in overrides:
         values["optimizer"]["lr"] = overrides.pop("lr")
+    _patience(values, overrides)
     values.update(overrides)
     try:
         return RunConfig.model_validate(values)
@@ -153,7 +160,18 @@ def _normalized(overrides: dict) -> dict:
                                     if p.strip())
     if "weights" in overrides:
         overrides["weights"] = str(overrides["weights"])
+    if "log" in overrides:  # "tensorboard,mlflow" or a list: names, each once
+        overrides["log"] = logger_names(overrides["log"])
     return overrides
+
+
+def _patience(values: dict, overrides: dict) -> None:
+    """`--early-stop N` sets the patience; the recipe's min_delta and metric stay."""
+    if "early_stop" not in overrides or isinstance(overrides["early_stop"], EarlyStop):
+        return
+    given = values.get("early_stop")
+    given = given.model_dump() if isinstance(given, EarlyStop) else dict(given or {})
+    overrides["early_stop"] = {**given, "patience": overrides["early_stop"]}
 
 
 def describe_optimizer(optimizer) -> str:

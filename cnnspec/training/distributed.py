@@ -10,12 +10,14 @@ code path, no process group.
 from __future__ import annotations
 
 import os
+import signal
 from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 from torch.utils.data import DistributedSampler, Sampler
 
+from . import signals
 from .errors import UsageError
 
 
@@ -114,17 +116,24 @@ def check_sync_batchnorm(wanted: bool, device: torch.device) -> None:
                          "own share of the batch")
 
 
-def launch(argv: list[str], nproc: int) -> int:
+def launch(argv: list[str], nproc: int, warning: int = signals.WARNING) -> int:
     """Run `cnnspec ARGV` in `nproc` processes on this machine through torchrun's
-    launcher, in this process, so that a stop signal reaches it here: SIGTERM or
-    Ctrl-C is passed on to every rank (each saves and stops as one process does)
-    and the status is 128 + the signal. A rank that fails gives its own status.
-    Multi-node runs call torchrun directly (see docs/training.md)."""
+    launcher, in this process, so that a stop signal reaches it here: SIGTERM,
+    Ctrl-C or the early warning (`warning`, SIGUSR1 by default) is passed on to
+    every rank (each saves and stops as one process does) and the status is 128 +
+    the signal, or 75 for the warning. A rank that fails gives its own status.
+    Multi-node runs call torchrun directly (see docs/training.md, docs/clusters.md)."""
     import logging
 
     from torch.distributed.elastic.multiprocessing.api import SignalException
     from torch.distributed.elastic.multiprocessing.errors import ChildFailedError
     from torch.distributed.run import get_args_parser, run
+
+    def warned(number, _frame):
+        # torchrun's agent passes the signal of a SignalException on to every rank,
+        # as it does for the signals it handles itself (SIGTERM, SIGINT, ...)
+        raise SignalException(f"process {os.getpid()} got the early warning",
+                              sigval=signal.Signals(number))
 
     # torchrun would set one thread per process and say so; share the cores instead.
     os.environ.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
@@ -135,12 +144,21 @@ def launch(argv: list[str], nproc: int) -> int:
             logging.getLogger(name).setLevel(logging.ERROR)
     options = get_args_parser().parse_args(
         ["--standalone", f"--nproc-per-node={nproc}", "-m", "cnnspec", *argv])
+    signals.use_warning(warning)
+    # torchrun installs its own handlers (and leaves them): put ours back afterwards
+    previous = {number: signal.getsignal(number) for number in dict.fromkeys(
+        (signal.SIGTERM, signal.SIGINT, signal.SIGHUP, signal.SIGQUIT, warning))}
+    if previous[warning] is not signal.SIG_IGN:
+        signal.signal(warning, warned)
     try:
         run(options)
     except SignalException as stop:
-        return 128 + int(stop.sigval)
+        return signals.exit_status(int(stop.sigval))
     except ChildFailedError as failed:
         _, failure = failed.get_first_failure()
         code = failure.exitcode
         return 128 - code if code < 0 else code  # a rank killed by signal N: -N
+    finally:
+        for number, handler in previous.items():
+            signal.signal(number, handler)
     return 0

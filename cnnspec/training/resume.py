@@ -22,6 +22,7 @@ from pathlib import Path
 
 from .config import RunConfig, resume as resume_config
 from .errors import UsageError
+from .retention import early_stopping
 
 # Schedules whose every rate depends on the planned number of epochs.
 LENGTH_DEPENDENT = {"cosine", "poly", "onecycle"}
@@ -47,6 +48,10 @@ MEANINGS = {
     "seed": "data order and augmentation from here on differ from the run's seed, "
             "so the result is not what an uninterrupted run would give",
     "amp": "the arithmetic precision changes from the next step",
+    "early_stop": "epochs without improvement are counted by the new rule (over the "
+                  "whole history when its metric or min_delta changed)",
+    "keep_top": "the weights of that many best epochs are kept; the files of epochs "
+                "no longer among them are deleted",
 }
 
 
@@ -84,7 +89,18 @@ def resumed_config(state: dict, run_dir: Path, overrides: dict
     done = state["epoch"]
     _check_epochs(after.epochs, before.epochs, done, "epochs" in overrides
                   and overrides["epochs"] is not None, run_dir)
+    _check_stopped(after, state, run_dir)
     return after, _changes(before, after, done)
+
+
+def _check_stopped(config: RunConfig, state: dict, run_dir) -> None:
+    """A run that stopped early has finished, unless a larger patience is given."""
+    stopping = early_stopping(config.early_stop, state.get("early_stop"),
+                              list(state["history"]))
+    if stopping is not None and stopping.stopped:
+        raise UsageError(f"{run_dir} stopped early after epoch {state['epoch']}: "
+                         f"{stopping.reason()}; to train it on, give --early-stop with "
+                         f"a patience above {stopping.waited}")
 
 
 def _check_epochs(epochs: int, planned: int, done: int, given: bool, run_dir) -> None:
@@ -127,6 +143,8 @@ def _shown(value) -> str:
         return "none"
     if isinstance(value, tuple):
         return ",".join(value) or "none"
+    if hasattr(value, "model_dump"):  # early_stop: `patience=5 min_delta=0`
+        return " ".join(f"{k}={_shown(v)}" for k, v in value.model_dump().items())
     return f"{value:g}" if isinstance(value, float) else str(value)
 
 

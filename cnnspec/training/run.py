@@ -7,7 +7,8 @@ metrics). Writes the run directory (rank 0 only, holding its lock, see `rundir`)
 run.json, metrics.jsonl, weights.safetensors, last.ckpt and curves.png. Raises
 `UsageError`/`DataError` (exit 2), `TrainingError` (exit 1), `StorageError` (a
 file could not be written, exit 3) or `Interrupted` (Ctrl-C or SIGTERM, exit 130
-or 143); never prints except through its reporter.
+or 143; the early-warning `stop_signal`, exit 75: see `signals`); never prints
+except through its reporter.
 """
 
 from __future__ import annotations
@@ -41,6 +42,8 @@ from .schedule import describe as describe_schedule, unreached
 from .sampling import RepeatedAugmentSampler
 from .progress import Reporter, Silent, draw_curves
 from .resume import restore, resumed_config, saved_params
+from . import retention
+from .tracking import TrackedRun, check_loggers, track
 
 RUN_FILE, METRICS, CURVES = "run.json", "metrics.jsonl", "curves.png"
 IN_MEMORY = "datasets given in Python"
@@ -70,9 +73,10 @@ class TrainResult:
 
 def train(spec, data=None, out=None, *, network=None, params=None, resume=None,
           reporter=None, verbose: bool = True, command: str | None = None,
-          **overrides) -> TrainResult:
-    """Train `spec` (a Spec or a path) on `data`; see the module docstring."""
-    with signals.handled():
+          stop_signal: int = signals.WARNING, **overrides) -> TrainResult:
+    """Train `spec` (a Spec or a path) on `data`; see the module docstring.
+    `stop_signal`: the early warning of a time limit or preemption (SIGUSR1)."""
+    with signals.handled(stop_signal):
         prepared = _prepare(spec, data, network, params, resume, overrides)
         world = join(prepared.config.device)
         reporter = reporter if world.main else Silent()
@@ -83,6 +87,10 @@ def train(spec, data=None, out=None, *, network=None, params=None, resume=None,
             run = _Run(prepared, world, reporter, command)
             folder = _claim(out if resume is None else resume, run.spec.name,
                             resume is not None, world, run.command)
+            run.reporter = reporter = track(  # --log: TensorBoard, MLflow (rank 0)
+                reporter, prepared.config.log if world.main else (), TrackedRun(
+                    folder.path, run.spec, prepared.config, prepared.saved is not None,
+                    run.data_name))
             return run.go(folder, prepared.saved)
         finally:
             if folder is not None:
@@ -137,6 +145,7 @@ def _prepare(spec, data, network, params, resume, overrides) -> _Prepared:
     if data is None:
         raise UsageError("no data to train on: give data='digits', 'synthetic', "
                          "'cifar10:PATH', an image folder, or a (train, val) pair")
+    check_loggers(config.log)  # a missing tensorboard or mlflow, before anything runs
     return _Prepared(spec, config, data, saved, changes)
 
 
@@ -337,6 +346,8 @@ class _Run:
         if c.repeated_augment is not None:
             note(f"sampler: repeated augmentation, {c.repeated_augment.reps} copies of "
                  "each image per epoch, each augmented on its own")
+        if c.early_stop is not None or c.keep_top:
+            note(retention.describe(c.early_stop, c.keep_top))
         if self.ema_decay is not None:
             e = c.ema
             note(f"ema: decay {self.ema_decay:.6g} every {e.steps} "
@@ -409,6 +420,10 @@ class _Run:
                                           ema, config)
             files.set_rng_state(saved["rng"])
         self.best_state = saved["best"] if saved is not None else None
+        self.stopping = retention.early_stopping(
+            config.early_stop, saved.get("early_stop") if saved else None, self.history)
+        if self.world.main and saved is not None and config.keep_top:
+            self._tidy_kept()
         if self.world.main:
             self._write_run_file(saved is not None)
             with signals.deferred():  # a save is never cut short
@@ -422,10 +437,16 @@ class _Run:
         for epoch in range(start, config.epochs + 1):
             self._epoch(epoch, trainer, train_loader, val_loader, scheduler, ema)
             self._keep_best(epoch, ema)
+            stop = self.stopping is not None and self.stopping.update(self.history[-1])
             if self.world.main:
                 with signals.deferred():
                     self._save(epoch, optimizer, scheduler, scaler, ema)
                     self.saved = epoch
+            if stop:
+                self.reporter.note(f"early stop after epoch {epoch} of {config.epochs}: "
+                                   f"{self.stopping.reason()}; the best epoch is "
+                                   f"{self._best()['epoch']}")
+                break
         return self._result()
 
     def _epoch(self, epoch, trainer, train_loader, val_loader, scheduler, ema) -> None:
@@ -473,6 +494,11 @@ class _Run:
             files.save_weights(run_dir / files.WEIGHTS, self.best_state, {
                 "spec": self.spec.name, "spec_hash": files.spec_hash(self.spec),
                 "epoch": str(epoch), "val_top1": f"{best['val_top1']:.6f}"})
+        if self.config.keep_top and self.history:
+            evaluated = ema.module if ema is not None else self.plain
+            retention.keep(run_dir, self.history, self.config.keep_top,
+                           evaluated.state_dict(), {"spec": self.spec.name,
+                                                    "spec_hash": files.spec_hash(self.spec)})
         files.save_checkpoint(run_dir, {
             "spec_name": self.spec.name, "spec_hash": files.spec_hash(self.spec),
             "params": dict(self.spec.overrides),
@@ -483,11 +509,27 @@ class _Run:
             "scheduler": scheduler.state_dict(),
             "scaler": scaler.state_dict() if scaler is not None else {},
             "ema": ema.state_dict() if ema is not None else {},
-            "rng": files.rng_state()})
+            "rng": files.rng_state(),
+            "early_stop": self.stopping.state_dict() if self.stopping else None})
+        if self.config.keep_top and self.history:  # the new file is written first
+            retention.prune(run_dir, self.history, self.config.keep_top)
         files.write_text(run_dir / METRICS, self._metrics_text())
         if self.history:
             draw_curves(self.history, run_dir / CURVES,
                         f"{self.spec.name} on {self.data_name}")
+
+    def _tidy_kept(self) -> None:
+        """On resuming with `keep_top`: the kept files as the history ranks them (a
+        run stopped between writing an epoch's weights and its checkpoint leaves one
+        too many), and a note for the best epochs whose weights were never kept."""
+        k = self.config.keep_top
+        retention.prune(self.run_dir, self.history, k)
+        absent = retention.missing(self.run_dir, self.history, k)
+        if absent:
+            self.reporter.note(f"keep_top {k}: the weights of epoch"
+                               f"{'s' if len(absent) > 1 else ''} "
+                               f"{', '.join(map(str, absent))} were not kept before "
+                               "resuming; the best epochs from here on are kept")
 
     def _metrics_text(self) -> str:
         return "".join(json.dumps(row) + "\n" for row in self.history)

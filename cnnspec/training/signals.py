@@ -1,12 +1,16 @@
 """The signals that stop a run: Ctrl-C (SIGINT) and SIGTERM, what `kill`, schedulers
-(SLURM, Kubernetes) and torchrun send by default.
+(SLURM, Kubernetes) and torchrun send by default, and the early warning of a time
+limit or a preemption (SIGUSR1 unless `--stop-signal` names another: SLURM's
+`sbatch --signal=B:USR1@90`).
 
-Takes: nothing; `handled()` wraps a run, `deferred()` wraps each write that must
-not be cut short. Returns: while `handled()` is active, either signal raises
-`Stopped` (a KeyboardInterrupt, so every path that handles Ctrl-C handles both) in
-the main thread; inside `deferred()` it is held until the block ends.
-`received()` says which signal arrived, for the exit status (128 + its number,
-as shells report it: 130 for SIGINT, 143 for SIGTERM).
+Takes: the early-warning signal; `handled(warning)` wraps a run, `deferred()` wraps
+each write that must not be cut short. Returns: while `handled()` is active, any of
+those signals raises `Stopped` (a KeyboardInterrupt, so every path that handles
+Ctrl-C handles them all) in the main thread; inside `deferred()` it is held until
+the block ends. `received()` says which signal arrived, `preempted()` whether it
+was the warning, and `exit_status` the status: 75 (`PREEMPTED`, sysexits'
+EX_TEMPFAIL, "try again later") for the warning, else 128 + the signal's number as
+shells report it: 130 for SIGINT, 143 for SIGTERM.
 """
 
 from __future__ import annotations
@@ -16,8 +20,11 @@ import threading
 from contextlib import contextmanager
 
 STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+WARNING = signal.SIGUSR1  # the default early warning (--stop-signal)
+PREEMPTED = 75            # sysexits.h EX_TEMPFAIL: saved, stopped, run it again
 
 _received: list[int] = []
+_warning: list[int] = [WARNING]  # the early-warning signal of the latest run
 
 
 class Stopped(KeyboardInterrupt):
@@ -33,7 +40,21 @@ def received() -> int | None:
     return _received[0] if _received else None
 
 
+def use_warning(number: int) -> None:
+    """Make `number` the early-warning signal (`handled` and the launcher call this)."""
+    _warning[0] = int(number)
+
+
+def preempted(signal_number: int | None = None) -> bool:
+    """Whether `signal_number` (by default the one received) is the early warning."""
+    number = received() if signal_number is None else signal_number
+    return number is not None and int(number) == _warning[0]
+
+
 def exit_status(signal_number: int | None) -> int:
+    """75 for the early warning; 128 + the signal otherwise (130 for none known)."""
+    if signal_number is not None and preempted(signal_number):
+        return PREEMPTED
     return 128 + (signal_number or signal.SIGINT)
 
 
@@ -49,9 +70,11 @@ def _in_main_thread() -> bool:
 
 
 def _install(handler) -> dict:
-    """`handler` for each stop signal that is not ignored (a shell starts a
-    background job with SIGINT ignored, and it stays so); the previous handlers."""
-    previous = {number: signal.getsignal(number) for number in STOP_SIGNALS}
+    """`handler` for each stop signal and the early warning that is not ignored (a
+    shell starts a background job with SIGINT ignored, and it stays so); the
+    previous handlers."""
+    numbers = dict.fromkeys((*STOP_SIGNALS, _warning[0]))
+    previous = {number: signal.getsignal(number) for number in numbers}
     for number, old in previous.items():
         if old is not signal.SIG_IGN:
             signal.signal(number, handler)
@@ -64,9 +87,11 @@ def _restore(previous: dict) -> None:
 
 
 @contextmanager
-def handled():
-    """SIGINT and SIGTERM raise `Stopped` during the block (main thread only)."""
+def handled(warning: int = WARNING):
+    """SIGINT, SIGTERM and `warning` raise `Stopped` during the block (main thread
+    only)."""
     _received.clear()
+    use_warning(warning)
     if not _in_main_thread():
         yield
         return
