@@ -134,19 +134,19 @@ def test_accumulated_micro_batches_give_the_whole_batch_update(specs, tmp_path):
     assert [r["lr"] for r in whole.history] == [r["lr"] for r in parts.history]
 
 
-def test_accumulation_with_two_processes_follows_one_process(specs, tmp_path):
-    one = _cnnspec("train", specs / "plain.cnn", "--data", "digits", "--out",
-                   tmp_path / "one")
+def test_accumulation_with_two_processes_follows_one_process(specs, tmp_path, cli):
+    one = cli("train", specs / "plain.cnn", "--data", "digits", "--out",
+              tmp_path / "one", "--epochs", "1")
     assert one.returncode == 0, one.stderr
     two = _cnnspec("train", specs / "plain.cnn", "--data", "digits", "--out",
-                   tmp_path / "two", "--nproc", "2", "--accumulate", "2")
+                   tmp_path / "two", "--epochs", "1", "--nproc", "2", "--accumulate", "2")
     assert two.returncode == 0, two.stderr
     assert _largest_difference(_model(tmp_path / "one"), _model(tmp_path / "two")) < 1e-5
 
 
-def test_accumulate_that_does_not_divide_the_batch_is_refused(specs, tmp_path):
-    done = _cnnspec("train", specs / "plain.cnn", "--data", "digits", "--out",
-                    tmp_path / "run", "--accumulate", "5")
+def test_accumulate_that_does_not_divide_the_batch_is_refused(specs, tmp_path, cli):
+    done = cli("train", specs / "plain.cnn", "--data", "digits", "--out",
+               tmp_path / "run", "--accumulate", "5")
     assert done.returncode == 2
     assert "accumulate 5 does not divide the batch of 32" in done.stderr
     assert "Traceback" not in done.stderr
@@ -210,9 +210,9 @@ def test_sigkill_mid_epoch_then_resume_is_bitwise_equal_with_every_component(
     assert [r["val_loss"] for r in _rows(killed)] == [r["val_loss"] for r in _rows(whole)]
 
 
-def test_cnnspec_recipe_shows_the_rates_the_run_logs(specs, folder, modern_run):
+def test_cnnspec_recipe_shows_the_rates_the_run_logs(specs, folder, modern_run, cli):
     run, _ = modern_run
-    shown = _cnnspec("recipe", specs / "modern.cnn", "--data", folder, "--json")
+    shown = cli("recipe", specs / "modern.cnn", "--data", folder, "--json")
     assert shown.returncode == 0, shown.stderr
     view = json.loads(shown.stdout)
     rows = _rows(run)
@@ -226,16 +226,16 @@ def test_cnnspec_recipe_shows_the_rates_the_run_logs(specs, folder, modern_run):
     assert any(g["lr"] == pytest.approx(0.4) for g in groups.values())  # fc x2
     # The adjusted decay: 1 - min(1, (1 - 0.99) * batch 16 * 2 steps / 6 epochs).
     assert view["ema"]["decay_used"] == pytest.approx(1 - (1 - 0.99) * 16 * 2 / 6)
-    text = _cnnspec("recipe", specs / "modern.cnn", "--data", folder)
+    text = cli("recipe", specs / "modern.cnn", "--data", folder)
     assert text.returncode == 0, text.stderr
     assert "TrivialAugmentWide" in text.stdout and "RandomErasing" in text.stdout
 
 
-def test_cnnspec_recipe_draws_the_rate_and_refuses_what_the_run_would(tmp_path):
+def test_cnnspec_recipe_draws_the_rate_and_refuses_what_the_run_would(tmp_path, cli):
     """The library's ResNet-50 V2 recipe at a made-up 10 steps an epoch for 8
     epochs: its 5-epoch warmup then cosine, per epoch as torchvision's reference."""
     chart = tmp_path / "lr.png"
-    done = _cnnspec("recipe", ROOT / "specs" / "resnet50.cnn", "--epochs", "8",
+    done = cli("recipe", ROOT / "specs" / "resnet50.cnn", "--epochs", "8",
                     "--steps-per-epoch", "10", "--json", "-o", chart)
     assert done.returncode == 0, done.stderr
     assert chart.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
@@ -249,7 +249,7 @@ def test_cnnspec_recipe_draws_the_rate_and_refuses_what_the_run_would(tmp_path):
     assert entries["epochs"]["from"] == "--epochs flag"
     assert entries["mixup"]["from"].startswith("recipe torchvision_v2 (")
     assert entries["accumulate"]["from"] == "default"
-    refused = _cnnspec("recipe", ROOT / "specs" / "resnet50.cnn", "--epochs", "5")
+    refused = cli("recipe", ROOT / "specs" / "resnet50.cnn", "--epochs", "5")
     assert refused.returncode == 2
     assert "warmup of 5 epochs leaves nothing of a 5-epoch run" in refused.stderr
     assert "Traceback" not in refused.stderr
