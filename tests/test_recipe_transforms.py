@@ -25,7 +25,7 @@ from cnnspec.training.config import resolve  # noqa: E402
 from cnnspec.training.data import open_data  # noqa: E402
 from cnnspec.training.errors import DataError, UsageError  # noqa: E402
 from cnnspec.training.mixing import (MIXING_NOTE, describe_mixing,  # noqa: E402
-                                     dominant_labels, make_mixer, mixed_loss)
+                                     dominant_labels, make_mixer)
 from cnnspec.training.transforms import pipelines  # noqa: E402
 
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
@@ -361,7 +361,17 @@ def test_mixer_is_torchvisions_mixup_and_cutmix(mixup, cutmix):
 
 
 @pytest.mark.parametrize("smoothing", [0.0, 0.1])
-def test_mixed_loss_is_cross_entropy_on_soft_targets(smoothing):
+def test_the_training_loss_is_cross_entropy_on_soft_targets(smoothing):
+    """The loss the training loop computes (`Trainer.loss`) on mixed targets."""
+    from types import SimpleNamespace
+
+    from cnnspec.training.loop import Trainer
+
+    def mixed_loss(logits, targets, smoothing):
+        config = SimpleNamespace(label_smoothing=smoothing, channels_last=False)
+        trainer = Trainer(None, None, torch.device("cpu"), config, {})
+        return trainer.loss(logits, targets)[0]
+
     images, labels = _batch()
     torch.manual_seed(0)
     _, targets = make_mixer(Mixing(alpha=0.4), None, 5)(images, labels)

@@ -266,7 +266,7 @@ def test_cosine_after_warmup_follows_the_formula():
 def test_ema_is_an_exponential_average_of_weights_and_statistics():
     """`ema: d`: after the first update (a copy), each update moves the average by
     (1 - d) of the way to the model, batchnorm statistics included."""
-    from cnnspec.training.optim import make_ema
+    from cnnspec.training.ema import make_ema
 
     model = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
     ema = make_ema(model, _config(ema=0.9))

@@ -180,8 +180,3 @@ def describe_optimizer(optimizer) -> str:
     if "lr" not in fields:
         fields["lr"] = optimizer.lr
     return " ".join([optimizer.kind] + [f"{k}={v}" for k, v in fields.items()])
-
-
-def describe_schedule(schedule) -> str:
-    fields = schedule.model_dump(exclude={"kind"}, exclude_defaults=True)
-    return " ".join([schedule.kind] + [f"{k}={v}" for k, v in fields.items()])

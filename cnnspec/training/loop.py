@@ -37,6 +37,8 @@ import torch.distributed as dist
 from torch.nn import functional as F
 from torch.nn.parallel import DistributedDataParallel
 
+from .mixing import dominant_labels
+
 AMP_DTYPES = {"bf16": torch.bfloat16, "fp16": torch.float16}
 TOP_K = 5  # the k of top-k accuracy, as ImageNet reports it
 
@@ -136,7 +138,7 @@ class Trainer:
             targets = labels
             if self.mixer is not None:
                 images, targets = self.mixer(images, labels)
-                labels = targets.argmax(1)  # the dominant label of each mixed image
+                labels = dominant_labels(targets)
             lr = current_lr(self.optimizer)
             self.optimizer.zero_grad(set_to_none=True)
             value, logits = self._accumulated_step(images, targets, epoch, index)

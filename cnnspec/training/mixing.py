@@ -10,7 +10,8 @@ and are drawn from torch's global RNG, so torch.manual_seed reproduces them.
 
 The loss on soft targets is `F.cross_entropy(logits, targets, label_smoothing=...)`
 (torch takes class probabilities as targets, and smooths them to
-targets * (1 - eps) + eps / classes); `mixed_loss` is that call. Training accuracy
+targets * (1 - eps) + eps / classes): the training loop's loss takes them as they
+are. Training accuracy
 is measured against each mixed image's dominant label (`dominant_labels`, the class
 with the largest share), which `MIXING_NOTE` says.
 """
@@ -18,7 +19,6 @@ with the largest share), which `MIXING_NOTE` says.
 from __future__ import annotations
 
 import torch
-from torch.nn import functional as F
 
 from .errors import UsageError
 
@@ -61,11 +61,3 @@ def describe_mixing(mixup, cutmix) -> str | None:
 def dominant_labels(targets: torch.Tensor) -> torch.Tensor:
     """Each soft target's class with the largest share: N x classes -> N."""
     return targets.argmax(1)
-
-
-def mixed_loss(logits: torch.Tensor, targets: torch.Tensor,
-               label_smoothing: float = 0.0) -> torch.Tensor:
-    """Mean cross-entropy of `logits` against soft `targets` (N x classes):
-    -(t * log_softmax(logits)).sum(1).mean(), t the targets smoothed by
-    `label_smoothing`."""
-    return F.cross_entropy(logits, targets, label_smoothing=label_smoothing)

@@ -6,22 +6,15 @@ NAdam, RAdam, RMSprop) with its hyperparameters, over the parameter groups of
 `param_groups.parameter_groups` (each with its own weight decay and rate).
 
 The schedule (`schedule.make_schedule`) and the weight average (`ema.make_ema`)
-live in their own modules; their older names are kept here: `make_scheduler`,
-`step_scheduler`, `make_ema`, `parameter_groups`.
+live in their own modules.
 """
 
 from __future__ import annotations
 
 import torch
 
-from .ema import WeightAverage, make_ema
 from .errors import UsageError
-from .param_groups import describe_groups, parameter_groups
-from .schedule import LRSchedule, make_schedule
-
-__all__ = ["make_optimizer", "current_lr", "make_scheduler", "step_scheduler",
-           "make_ema", "WeightAverage", "parameter_groups", "describe_groups",
-           "LRSchedule", "make_schedule"]
+from .param_groups import parameter_groups
 
 
 def make_optimizer(model: torch.nn.Module, config, layer_names,
@@ -41,18 +34,3 @@ def make_optimizer(model: torch.nn.Module, config, layer_names,
     adam = {"adam": torch.optim.Adam, "adamw": torch.optim.AdamW,
             "nadam": torch.optim.NAdam, "radam": torch.optim.RAdam}[o.kind]
     return adam(groups, lr=o.lr, betas=o.betas, eps=o.eps, weight_decay=decay)
-
-
-def current_lr(optimizer: torch.optim.Optimizer) -> float:
-    return float(optimizer.param_groups[0]["lr"])
-
-
-def make_scheduler(optimizer: torch.optim.Optimizer, config,
-                   steps_per_epoch: int = 1) -> LRSchedule:
-    """The older name of `schedule.make_schedule`."""
-    return make_schedule(optimizer, config, steps_per_epoch)
-
-
-def step_scheduler(schedule: LRSchedule, val_loss: float) -> None:
-    """The older name of `LRSchedule.after_epoch`."""
-    schedule.after_epoch(val_loss)

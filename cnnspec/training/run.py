@@ -476,10 +476,9 @@ class _Run:
         reporter.end_epoch(row)
 
     def _best(self) -> dict | None:
-        """The epoch with the highest validation top-1 (the lower loss breaks ties)."""
-        if not self.history:
-            return None
-        return max(self.history, key=lambda r: (r["val_top1"], -r["val_loss"]))
+        """The epoch with the highest validation top-1 (the lower loss, then the
+        earlier epoch, breaks ties), as `retention.ranked` orders them."""
+        return retention.ranked(self.history)[0] if self.history else None
 
     def _keep_best(self, epoch: int, ema) -> None:
         """Every rank keeps the best epoch's weights (on the CPU) for the result."""
